@@ -1,0 +1,47 @@
+# Set-up and checks. `make demo` and `make test` each create or reuse .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LLAMA_CPP_VERSION := 0.3.36
+WHEELS := .wheels
+LLAMA_WHEEL_STAMP := $(WHEELS)/.llama-cpp-python-$(LLAMA_CPP_VERSION)
+
+# llama.cpp is compiled for this CPU (-march=native), minus Intel AMX: its tile instructions fault
+# (SIGILL) inside many virtual machines even where the CPU and kernel advertise them.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CPP_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+endif
+
+.PHONY: demo test lint bench clean
+
+demo: $(VENV)/.runtime
+	$(VENV)/bin/localai demo
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# llama-cpp-python ships only as source; build its wheel once per checkout with the flags above.
+$(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
+	mkdir -p $(WHEELS)
+	CFLAGS="$(LLAMA_CPP_CFLAGS)" CXXFLAGS="$(LLAMA_CPP_CFLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) wheel --no-deps --no-cache-dir --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
+$(VENV)/.runtime: pyproject.toml $(LLAMA_WHEEL_STAMP)
+	$(PIP) install --find-links $(WHEELS) -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(LLAMA_WHEEL_STAMP)
+	$(PIP) install --find-links $(WHEELS) -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+clean:
+	rm -rf $(VENV) $(WHEELS) .pytest_cache .ruff_cache

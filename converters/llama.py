@@ -1,0 +1,174 @@
+"""Llama-family dense decoders (`llama`, `mistral`), and the layout helpers `qwen3` reuses.
+
+llama.cpp's `llama` architecture applies rotary embeddings to interleaved pairs, while transformers
+rotates the two halves of each head ("rotate_half"); the Q and K rows are permuted here so both compute
+the same thing. Llama 3's frequency-dependent RoPE scaling becomes a `rope_freqs` tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gguf
+import numpy as np
+
+from converters.hparams import hparam, positive, rope_settings
+from converters.tensors import NameMap, OutputTensor, direct, transformed
+from localai.errors import ConversionError
+
+GGUF_ARCH = gguf.MODEL_ARCH.LLAMA
+IGNORED_TENSORS = (".rotary_emb.inv_freq",)
+SUPPORTED_ROPE = ("default", "linear", "llama3")
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    norm_eps: float
+    rope_theta: float
+    rope_scaling: dict[str, Any]
+    tie_word_embeddings: bool
+    context_length: int
+    attention_bias: bool
+    mlp_bias: bool
+
+    @property
+    def rope_type(self) -> str:
+        return str(self.rope_scaling.get("rope_type") or self.rope_scaling.get("type") or "default")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelArgs:
+        hidden = positive("hidden_size", hparam(config, "hidden_size"))
+        heads = positive("num_attention_heads", hparam(config, "num_attention_heads"))
+        theta, scaling = rope_settings(config)
+        if config.get("use_sliding_window"):
+            raise ConversionError("config.json: sliding-window attention is not supported by llama.cpp for this model")
+        if config.get("hidden_act", "silu") != "silu":
+            raise ConversionError(f"config.json: hidden_act={config['hidden_act']!r} is not supported (needs silu)")
+        args = cls(
+            vocab_size=positive("vocab_size", hparam(config, "vocab_size")),
+            hidden_size=hidden,
+            num_hidden_layers=positive("num_hidden_layers", hparam(config, "num_hidden_layers")),
+            num_attention_heads=heads,
+            num_key_value_heads=positive("num_key_value_heads",
+                                         hparam(config, "num_key_value_heads", default=heads)),
+            head_dim=positive("head_dim", hparam(config, "head_dim", default=hidden // heads)),
+            intermediate_size=positive("intermediate_size", hparam(config, "intermediate_size")),
+            norm_eps=hparam(config, "rms_norm_eps", cast=float, default=1e-6),
+            rope_theta=theta,
+            rope_scaling=scaling,
+            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
+            context_length=hparam(config, "max_position_embeddings", default=4096),
+            attention_bias=hparam(config, "attention_bias", cast=bool, default=False),
+            mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
+        )
+        if args.rope_type not in SUPPORTED_ROPE:
+            raise ConversionError(
+                f"RoPE scaling {args.rope_type!r} is not supported (supported: {', '.join(SUPPORTED_ROPE)})"
+            )
+        if heads % args.num_key_value_heads:
+            raise ConversionError("config.json: num_attention_heads must be a multiple of num_key_value_heads")
+        return args
+
+
+def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
+    """The hyper-parameters every llama-style dense decoder shares."""
+    writer.add_context_length(args.context_length)
+    writer.add_embedding_length(args.hidden_size)
+    writer.add_block_count(args.num_hidden_layers)
+    writer.add_vocab_size(args.vocab_size)
+    writer.add_feed_forward_length(args.intermediate_size)
+    writer.add_head_count(args.num_attention_heads)
+    writer.add_head_count_kv(args.num_key_value_heads)
+    writer.add_key_length(args.head_dim)
+    writer.add_value_length(args.head_dim)
+    writer.add_rope_dimension_count(args.head_dim)
+    writer.add_rope_freq_base(args.rope_theta)
+    writer.add_layer_norm_rms_eps(args.norm_eps)
+    if args.rope_type == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(args.rope_scaling["factor"]))
+
+
+def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+    plan = dense_plan(args, present, GGUF_ARCH, permute_qk=True)
+    if args.rope_type == "llama3":
+        factors = llama3_rope_factors(args)
+        plan.append(OutputTensor("rope_freqs.weight", {}, lambda load: factors))
+    return plan
+
+
+def dense_plan(
+    args: ModelArgs, present: set[str], arch: gguf.MODEL_ARCH, *, permute_qk: bool, qk_norm: bool = False,
+    qkv_bias: bool = False,
+) -> list[OutputTensor]:
+    """Embeddings, pre-norm attention + SwiGLU blocks, final norm and head, as transformers names them."""
+    gguf_name = NameMap(arch, args.num_hidden_layers)
+    h, v, hd = args.hidden_size, args.vocab_size, args.head_dim
+    q, kv = args.num_attention_heads * hd, args.num_key_value_heads * hd
+    plan = [direct("token_embd.weight", "model.embed_tokens.weight", (v, h))]
+
+    def add(name: str, shape: tuple[int, ...], heads: int | None = None) -> None:
+        if permute_qk and heads is not None:
+            plan.append(transformed(gguf_name(name), name, shape, lambda w: _rotary_permute(w, heads)))
+        else:
+            plan.append(direct(gguf_name(name), name, shape))
+
+    for i in range(args.num_hidden_layers):
+        layer = f"model.layers.{i}"
+        add(f"{layer}.input_layernorm.weight", (h,))
+        for proj, rows, heads in (("q_proj", q, args.num_attention_heads), ("k_proj", kv, args.num_key_value_heads),
+                                  ("v_proj", kv, None)):
+            add(f"{layer}.self_attn.{proj}.weight", (rows, h), heads)
+            if args.attention_bias or qkv_bias:
+                add(f"{layer}.self_attn.{proj}.bias", (rows,), heads)
+        add(f"{layer}.self_attn.o_proj.weight", (h, q))
+        if args.attention_bias:
+            add(f"{layer}.self_attn.o_proj.bias", (h,))
+        if qk_norm:
+            add(f"{layer}.self_attn.q_norm.weight", (hd,))
+            add(f"{layer}.self_attn.k_norm.weight", (hd,))
+        add(f"{layer}.post_attention_layernorm.weight", (h,))
+        ff = args.intermediate_size
+        for proj, shape in (("gate_proj", (ff, h)), ("up_proj", (ff, h)), ("down_proj", (h, ff))):
+            add(f"{layer}.mlp.{proj}.weight", shape)
+            if args.mlp_bias:
+                add(f"{layer}.mlp.{proj}.bias", shape[:1])
+    plan.append(direct("output_norm.weight", "model.norm.weight", (h,)))
+    if not args.tie_word_embeddings or "lm_head.weight" in present:
+        plan.append(direct("output.weight", "lm_head.weight", (v, h)))
+    return plan
+
+
+def _rotary_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Reorder each head's rows from transformers' half-split RoPE layout to llama.cpp's interleaved one."""
+    rows = w.shape[0]
+    return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def llama3_rope_factors(args: ModelArgs) -> np.ndarray:
+    """Per-frequency divisors of Llama 3's RoPE scaling, as llama.cpp reads them from `rope_freqs`."""
+    s = args.rope_scaling
+    factor = float(s.get("factor", 8.0))
+    low, high = float(s.get("low_freq_factor", 1.0)), float(s.get("high_freq_factor", 4.0))
+    old_ctx = float(s.get("original_max_position_embeddings", 8192))
+    freqs = 1.0 / (args.rope_theta ** (np.arange(0, args.head_dim, 2, dtype=np.float64) / args.head_dim))
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_ctx / high:
+            factors.append(1.0)
+        elif wavelen > old_ctx / low:
+            factors.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.asarray(factors, dtype=np.float32)

@@ -1,0 +1,190 @@
+"""NVIDIA Nemotron-H (Nemotron Nano 2): Mamba2, attention and MLP layers in one residual stack.
+
+Layer kinds come from the legacy `hybrid_override_pattern` string ("M-M*-...") or the transformers 5.x
+`layers_block_type` list. transformers 5.x writes every MoE default into each saved config, so the
+presence of MoE keys says nothing: a model is MoE only if a layer is ("E" / "moe"), and those are
+refused for now.
+
+llama.cpp tells layer kinds apart by per-layer arrays: a layer with no KV heads and no FFN is a Mamba2
+layer, one with KV heads is attention, one with an FFN is an MLP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gguf
+import numpy as np
+
+from converters.hparams import hparam, positive
+from converters.tensors import NameMap, OutputTensor, direct, transformed
+from localai.errors import ConversionError
+
+GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H
+IGNORED_TENSORS: tuple[str, ...] = ()
+
+MAMBA, ATTENTION, MLP, MOE = "M", "*", "-", "E"
+_LIST_KINDS = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTENTION, "attention": ATTENTION,
+               "mlp": MLP, "moe": MOE}
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    vocab_size: int
+    hidden_size: int
+    layers: str  # one character per layer: M (Mamba2), * (attention), - (MLP)
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    mamba_num_heads: int
+    mamba_head_dim: int
+    ssm_state_size: int
+    n_groups: int
+    conv_kernel: int
+    use_conv_bias: bool
+    mlp_bias: bool
+    norm_eps: float
+    tie_word_embeddings: bool
+    context_length: int
+
+    @property
+    def d_inner(self) -> int:
+        return self.mamba_num_heads * self.mamba_head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        return self.d_inner + 2 * self.n_groups * self.ssm_state_size
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelArgs:
+        layers = _layer_pattern(config)
+        if MOE in layers:
+            raise ConversionError("Nemotron-H MoE layers ('E' / 'moe') are not supported yet; dense models only")
+        for key, wanted in (("mamba_hidden_act", "silu"), ("mlp_hidden_act", "relu2")):
+            if config.get(key, wanted) != wanted:
+                raise ConversionError(f"config.json: {key}={config[key]!r} is not supported (llama.cpp needs {wanted})")
+        if config.get("use_bias") or config.get("mamba_proj_bias"):
+            raise ConversionError("config.json: Mamba in_proj/out_proj biases are not supported by llama.cpp")
+        hidden = positive("hidden_size", hparam(config, "hidden_size"))
+        heads = hparam(config, "num_attention_heads")
+        args = cls(
+            vocab_size=positive("vocab_size", hparam(config, "vocab_size")),
+            hidden_size=hidden,
+            layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=hparam(config, "num_key_value_heads", default=heads),
+            head_dim=hparam(config, "head_dim", "attention_head_dim", default=hidden // max(heads, 1)),
+            intermediate_size=hparam(config, "intermediate_size"),
+            mamba_num_heads=positive("mamba_num_heads", hparam(config, "mamba_num_heads")),
+            mamba_head_dim=positive("mamba_head_dim", hparam(config, "mamba_head_dim")),
+            ssm_state_size=positive("ssm_state_size", hparam(config, "ssm_state_size")),
+            n_groups=positive("n_groups", hparam(config, "n_groups", "mamba_n_groups", default=8)),
+            conv_kernel=positive("conv_kernel", hparam(config, "conv_kernel", "mamba_d_conv", default=4)),
+            use_conv_bias=hparam(config, "use_conv_bias", "mamba_conv_bias", cast=bool, default=True),
+            mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
+            norm_eps=hparam(config, "layer_norm_epsilon", "rms_norm_eps", cast=float, default=1e-5),
+            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
+            context_length=hparam(config, "max_position_embeddings", default=4096),
+        )
+        if args.d_inner % args.n_groups:
+            raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")
+        if ATTENTION in layers and (heads <= 0 or args.num_key_value_heads <= 0 or heads % args.num_key_value_heads):
+            raise ConversionError("config.json: attention head counts are invalid")
+        return args
+
+
+def _layer_pattern(config: dict[str, Any]) -> str:
+    pattern = config.get("hybrid_override_pattern")
+    if isinstance(pattern, str) and pattern:
+        kinds = pattern
+    elif isinstance(block_types := config.get("layers_block_type"), list) and block_types:
+        unknown = sorted({str(t) for t in block_types if t not in _LIST_KINDS})
+        if unknown:
+            raise ConversionError(f"config.json: unknown layers_block_type entries {unknown}")
+        kinds = "".join(_LIST_KINDS[t] for t in block_types)
+    else:
+        raise ConversionError("config.json lacks 'hybrid_override_pattern' or 'layers_block_type'")
+    bad = sorted(set(kinds) - {MAMBA, ATTENTION, MLP, MOE})
+    if bad:
+        raise ConversionError(f"config.json: hybrid_override_pattern has unknown layer kinds {bad}")
+    declared = config.get("num_hidden_layers")
+    if isinstance(declared, int) and declared != len(kinds):
+        raise ConversionError(f"config.json: num_hidden_layers={declared} but the layer pattern has {len(kinds)}")
+    return kinds
+
+
+def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
+    n = len(args.layers)
+    writer.add_context_length(args.context_length)
+    writer.add_embedding_length(args.hidden_size)
+    writer.add_block_count(n)
+    writer.add_vocab_size(args.vocab_size)
+    writer.add_feed_forward_length([args.intermediate_size if k == MLP else 0 for k in args.layers])
+    writer.add_head_count(args.num_attention_heads)
+    writer.add_head_count_kv([args.num_key_value_heads if k == ATTENTION else 0 for k in args.layers])
+    writer.add_key_length(args.head_dim)
+    writer.add_value_length(args.head_dim)
+    writer.add_layer_norm_eps(args.norm_eps)
+    writer.add_layer_norm_rms_eps(args.norm_eps)
+    writer.add_ssm_conv_kernel(args.conv_kernel)
+    writer.add_ssm_inner_size(args.d_inner)
+    writer.add_ssm_state_size(args.ssm_state_size)
+    writer.add_ssm_time_step_rank(args.mamba_num_heads)
+    writer.add_ssm_group_count(args.n_groups)
+
+
+def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+    prefix = "model" if "model.embeddings.weight" in present else "backbone"
+    gguf_name = NameMap(GGUF_ARCH, len(args.layers))
+    h, v = args.hidden_size, args.vocab_size
+    plan = [direct("token_embd.weight", f"{prefix}.embeddings.weight", (v, h))]
+    for i, kind in enumerate(args.layers):
+        block = f"{prefix}.layers.{i}"
+        plan.append(direct(gguf_name(f"{block}.norm.weight"), f"{block}.norm.weight", (h,)))
+        if kind == MAMBA:
+            plan += _mamba_tensors(args, f"{block}.mixer", gguf_name, present)
+        elif kind == ATTENTION:
+            q, kv = args.num_attention_heads * args.head_dim, args.num_key_value_heads * args.head_dim
+            for proj, shape in (("q_proj", (q, h)), ("k_proj", (kv, h)), ("v_proj", (kv, h)), ("o_proj", (h, q))):
+                name = f"{block}.mixer.{proj}.weight"
+                plan.append(direct(gguf_name(name), name, shape))
+        else:
+            ff = args.intermediate_size
+            for proj, shape in (("up_proj", (ff, h)), ("down_proj", (h, ff))):
+                name = f"{block}.mixer.{proj}.weight"
+                plan.append(direct(gguf_name(name), name, shape))
+                if args.mlp_bias:
+                    bias = f"{block}.mixer.{proj}.bias"
+                    plan.append(direct(gguf_name(bias), bias, shape[:1]))
+    plan.append(direct("output_norm.weight", f"{prefix}.norm_f.weight", (h,)))
+    if not args.tie_word_embeddings or "lm_head.weight" in present:
+        plan.append(direct("output.weight", "lm_head.weight", (v, h)))
+    return plan
+
+
+def _mamba_tensors(args: ModelArgs, mixer: str, gguf_name: NameMap, present: set[str]) -> list[OutputTensor]:
+    nh, conv_dim = args.mamba_num_heads, args.conv_dim
+    in_proj = 2 * args.d_inner + 2 * args.n_groups * args.ssm_state_size + nh
+    plan = [
+        direct(gguf_name(f"{mixer}.in_proj.weight"), f"{mixer}.in_proj.weight", (in_proj, args.hidden_size)),
+        transformed(gguf_name(f"{mixer}.conv1d.weight"), f"{mixer}.conv1d.weight", (conv_dim, 1, args.conv_kernel),
+                    lambda w: w.reshape(conv_dim, args.conv_kernel), keep_f32=True),
+        # llama.cpp names the dt bias after Mamba-1's dt_proj
+        direct(gguf_name(f"{mixer}.dt_proj.bias"), f"{mixer}.dt_bias", (nh,)),
+        # llama.cpp takes A itself, not its log; A and D get a unit axis for broadcasting
+        transformed(gguf_name(f"{mixer}.A_log"), f"{mixer}.A_log", (nh,), lambda a: (-np.exp(a)).reshape(nh, 1)),
+        transformed(gguf_name(f"{mixer}.D"), f"{mixer}.D", (nh,), lambda d: d.reshape(nh, 1)),
+        # the gated RMSNorm normalises each group separately: one row per group
+        transformed(gguf_name(f"{mixer}.norm.weight"), f"{mixer}.norm.weight", (args.d_inner,),
+                    lambda w: w.reshape(args.n_groups, args.d_inner // args.n_groups)),
+        direct(gguf_name(f"{mixer}.out_proj.weight"), f"{mixer}.out_proj.weight", (args.hidden_size, args.d_inner)),
+    ]
+    conv_bias = f"{mixer}.conv1d.bias"
+    if args.use_conv_bias or conv_bias in present:
+        plan.append(direct(gguf_name(conv_bias), conv_bias, (conv_dim,)))
+    else:
+        # llama.cpp's graph adds the conv bias unconditionally and crashes without one
+        plan.append(OutputTensor(gguf_name(conv_bias), {}, lambda load: np.zeros(conv_dim, np.float32)))
+    return plan

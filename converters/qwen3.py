@@ -1,0 +1,18 @@
+"""Qwen3 dense decoders: Llama's layout with NeoX-style RoPE (so no Q/K permutation) and an RMSNorm on
+each head's queries and keys."""
+
+from __future__ import annotations
+
+import gguf
+
+from converters import llama
+from converters.tensors import OutputTensor
+
+GGUF_ARCH = gguf.MODEL_ARCH.QWEN3
+IGNORED_TENSORS = llama.IGNORED_TENSORS
+ModelArgs = llama.ModelArgs
+write_hparams = llama.write_hparams
+
+
+def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+    return llama.dense_plan(args, present, GGUF_ARCH, permute_qk=False, qk_norm=True)

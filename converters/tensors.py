@@ -1,0 +1,88 @@
+"""The contract between architecture modules and output writers: a plan of output tensors.
+
+An architecture module maps a checkpoint to a list of `OutputTensor`s. Each names the checkpoint
+tensors it reads (with the shape the config implies) and a pure numpy function that builds the output
+array. Writers call that function twice: once with shape-only stand-ins to lay out the file header,
+once with real data to write it, so no more than one tensor is ever materialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import gguf
+import numpy as np
+
+from localai.errors import ConversionError
+
+Loader = Callable[[str], np.ndarray]
+Builder = Callable[[Loader], np.ndarray]
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    """One tensor of the converted model.
+
+    `sources` maps each checkpoint tensor that `build` reads to the shape the config implies for it.
+    `keep_f32` marks tensors the runtime needs in float32 whatever the requested type.
+    """
+
+    name: str
+    sources: dict[str, tuple[int, ...]]
+    build: Builder
+    keep_f32: bool = False
+
+
+def shape_only(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """An array of `shape` that occupies one element of memory (all strides zero)."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=dtype), shape, (0,) * len(shape), writeable=False)
+
+
+class NameMap:
+    """Checkpoint tensor name -> GGUF tensor name, through gguf-py's declarative tables."""
+
+    def __init__(self, arch: gguf.MODEL_ARCH, n_blocks: int) -> None:
+        self._map = gguf.get_tensor_name_map(arch, n_blocks)
+
+    def __call__(self, hf_name: str) -> str:
+        name = self._map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise ConversionError(f"no GGUF name for checkpoint tensor {hf_name!r}")
+        return name
+
+
+def direct(gguf_name: str, hf_name: str, shape: tuple[int, ...], *, keep_f32: bool = False) -> OutputTensor:
+    """An output tensor that is a checkpoint tensor unchanged."""
+    return OutputTensor(gguf_name, {hf_name: shape}, lambda load: load(hf_name), keep_f32)
+
+
+def transformed(
+    gguf_name: str,
+    hf_name: str,
+    shape: tuple[int, ...],
+    fn: Callable[[np.ndarray], np.ndarray],
+    *,
+    keep_f32: bool = False,
+) -> OutputTensor:
+    """An output tensor computed from one checkpoint tensor by `fn`."""
+    return OutputTensor(gguf_name, {hf_name: shape}, lambda load: fn(load(hf_name)), keep_f32)
+
+
+def check_sources(plan: Iterable[OutputTensor], shapes: dict[str, tuple[int, ...]], ignored: tuple[str, ...]) -> None:
+    """Check that the checkpoint has every tensor the plan reads, with the shape the config implies,
+    and nothing the plan would silently drop."""
+    wanted: dict[str, tuple[int, ...]] = {}
+    for tensor in plan:
+        wanted.update(tensor.sources)
+    for name, shape in wanted.items():
+        if name not in shapes:
+            raise ConversionError(f"checkpoint lacks tensor {name!r} that config.json implies")
+        if tuple(shapes[name]) != tuple(shape):
+            raise ConversionError(
+                f"tensor {name!r} has shape {list(shapes[name])} but config.json implies {list(shape)}"
+            )
+    unused = sorted(n for n in shapes if n not in wanted and not n.endswith(ignored))
+    if unused:
+        more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
+        raise ConversionError(f"checkpoint tensor {unused[0]!r}{more} does not fit the config; refusing to drop it")

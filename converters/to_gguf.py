@@ -1,0 +1,144 @@
+"""Write a GGUF file for llama.cpp, one tensor at a time.
+
+f32, f16, bf16 and q8_0 are encoded here with gguf-py. Every other llama.cpp type is produced by
+llama.cpp's own quantizer (through llama-cpp-python) from a lossless intermediate GGUF, which lives in
+the package's staging folder and is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import gguf
+import numpy as np
+
+from converters.checkpoint import Checkpoint
+from converters.tensors import OutputTensor, shape_only
+from converters.vocab import GGUFVocab
+from localai.errors import ConversionError
+
+Q = gguf.GGMLQuantizationType
+F = gguf.LlamaFileType
+# types written directly: tensor type for quantizable tensors, and the file type recorded in the header
+DIRECT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
+    "f32": (Q.F32, F.ALL_F32),
+    "f16": (Q.F16, F.MOSTLY_F16),
+    "bf16": (Q.BF16, F.MOSTLY_BF16),
+    "q8_0": (Q.Q8_0, F.MOSTLY_Q8_0),
+}
+# llama.cpp refuses these without an importance matrix, or they are special-purpose formats
+_NOT_OFFERED = {F.GUESSED, F.MOSTLY_IQ1_S, F.MOSTLY_IQ1_M, F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS, F.MOSTLY_IQ2_S,
+                F.MOSTLY_IQ3_XXS, F.MOSTLY_Q2_K_S, F.MOSTLY_TQ1_0, F.MOSTLY_TQ2_0, F.MOSTLY_MXFP4_MOE,
+                F.MOSTLY_NVFP4, F.MOSTLY_Q1_0}
+LLAMA_QUANTIZED_TYPES: dict[str, gguf.LlamaFileType] = {
+    ft.name.removeprefix("MOSTLY_").lower(): ft
+    for ft in F
+    if ft not in _NOT_OFFERED and ft.name.removeprefix("MOSTLY_").lower() not in DIRECT_TYPES
+}
+# Q8_0 blocks hold 32 values along the input dimension
+_Q8_0_BLOCK = gguf.GGML_QUANT_SIZES[Q.Q8_0][0]
+
+
+def output_types() -> list[str]:
+    """Every `--quant` name this writer accepts."""
+    return [*DIRECT_TYPES, *sorted(LLAMA_QUANTIZED_TYPES)]
+
+
+def check_quant(quant: str) -> str:
+    name = quant.lower()
+    if name not in DIRECT_TYPES and name not in LLAMA_QUANTIZED_TYPES:
+        raise ConversionError(f"unknown GGUF type {quant!r}; valid types: {', '.join(output_types())}")
+    return name
+
+
+def lossless_type(ckpt: Checkpoint) -> str:
+    """The direct type that holds the checkpoint's weights exactly: the intermediate for llama.cpp's quantizer."""
+    dtypes = {ref.dtype for ref in ckpt.tensors.values()}
+    if dtypes <= {"BF16"}:
+        return "bf16"
+    if dtypes <= {"F16"}:
+        return "f16"
+    return "f32"
+
+
+def write_gguf(
+    path: Path,
+    arch: ModuleType,
+    args: Any,
+    plan: list[OutputTensor],
+    ckpt: Checkpoint,
+    vocab: GGUFVocab,
+    name: str,
+    quant: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write `plan` as a GGUF file of direct type `quant` (f32, f16, bf16 or q8_0)."""
+    tensor_type, file_type = DIRECT_TYPES[quant]
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch.GGUF_ARCH])
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    writer.add_file_type(file_type)
+    if quant == "q8_0":
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    arch.write_hparams(args, writer)
+    vocab.write(writer)
+
+    types: list[gguf.GGMLQuantizationType] = []
+    for tensor in plan:
+        layout = tensor.build(lambda n: shape_only(ckpt.shape(n)))
+        qtype = _tensor_type(tensor, layout.shape, tensor_type)
+        types.append(qtype)
+        byte_shape = gguf.quant_shape_to_byte_shape(layout.shape, qtype)
+        nbytes = int(np.prod(byte_shape, dtype=np.int64))
+        writer.add_tensor_info(tensor.name, layout.shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
+
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for done, (tensor, qtype) in enumerate(zip(plan, types, strict=True), start=1):
+        data = tensor.build(ckpt.load)
+        writer.write_tensor_data(_encode(data, qtype))
+        del data
+        for source in tensor.sources:
+            ckpt.release(source)
+        if progress:
+            progress(done, len(plan))
+    writer.close()
+
+
+def _tensor_type(tensor: OutputTensor, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType,
+                 ) -> gguf.GGMLQuantizationType:
+    # llama.cpp reads 1-D tensors, norms, biases, SSM A/D and the SSM convolution in float32 only
+    if (tensor.keep_f32 or len(shape) <= 1 or tensor.name.endswith("_norm.weight")
+            or not tensor.name.endswith(".weight")):
+        return Q.F32
+    if wanted == Q.Q8_0 and shape[-1] % _Q8_0_BLOCK:
+        return Q.F16
+    return wanted
+
+
+def _encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    if qtype == Q.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == Q.F16:
+        return np.ascontiguousarray(data, dtype=np.float16)
+    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+
+
+def quantize_with_llama_cpp(src: Path, dst: Path, quant: str, threads: int | None = None) -> None:
+    """Quantize GGUF `src` into `dst` with llama.cpp's `llama_model_quantize`."""
+    import llama_cpp
+
+    from localai.backends import llama_log
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(LLAMA_QUANTIZED_TYPES[quant])
+    params.nthread = threads or 0
+    with llama_log.capture() as log:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0:
+        raise ConversionError(f"llama.cpp could not quantize to {quant}: {log.last_error() or 'unknown error'}")

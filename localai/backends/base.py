@@ -1,0 +1,60 @@
+"""The backend protocol: what the chat engine, evaluation and parity tests need from a runtime.
+
+A backend holds one sequence state. `eval` appends tokens to it and returns the next-token logits, so
+generation prefills once and then feeds one token at a time; `logits` scores a whole sequence from a
+fresh state. Sampling, templates and stopping rules live above this seam, so they behave the same on
+every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """A loaded model bound to one runtime."""
+
+    name: str
+    n_vocab: int
+    n_ctx: int
+
+    @property
+    def n_past(self) -> int:
+        """Number of tokens in the current state."""
+        ...
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        """Token ids of `text`; `special` lets control-token texts (e.g. "<|im_end|>") map to their ids."""
+        ...
+
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes one token stands for (a token may hold part of a UTF-8 character)."""
+        ...
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """Whether `token` ends a turn (end-of-sequence, end-of-turn)."""
+        ...
+
+    def eval(self, tokens: Sequence[int]) -> np.ndarray:
+        """Append `tokens` to the state; return the float32 logits [n_vocab] after the last one."""
+        ...
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Reset, then process `tokens`; return float32 logits [len(tokens), n_vocab] for every position."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the state."""
+        ...
+
+    def close(self) -> None:
+        """Release the model's memory."""
+        ...
+
+
+class BackendFactory(Protocol):
+    def __call__(self, path: Path, *, n_ctx: int, n_threads: int | None, kv_cache: str) -> Backend: ...

@@ -1,0 +1,140 @@
+"""llama.cpp backend (through llama-cpp-python) for GGUF files.
+
+Batches are decoded here rather than through `Llama.eval`, so that full-sequence logits need no
+n_ctx x n_vocab score matrix and logits are read straight from llama.cpp's output buffer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from localai.backends import llama_log
+from localai.errors import BackendError
+
+_CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
+KV_CACHE_TYPES = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16}
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp runs no faster on hyper-threads and slower when oversubscribed."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class LlamaCppBackend:
+    """A GGUF model and one llama.cpp context (one sequence)."""
+
+    name = "llama.cpp"
+
+    def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f16",
+                 n_batch: int = 512) -> None:
+        if n_ctx <= 0:
+            raise BackendError(f"context size must be positive, got {n_ctx}")
+        if kv_cache not in KV_CACHE_TYPES:
+            raise BackendError(f"unknown KV cache type {kv_cache!r} (choose from {', '.join(KV_CACHE_TYPES)})")
+        threads = n_threads or default_threads()
+        with llama_log.capture() as log:
+            try:
+                self._llm = llama_cpp.Llama(
+                    str(path),
+                    n_ctx=-(-n_ctx // _CTX_GRANULARITY) * _CTX_GRANULARITY,
+                    n_batch=min(n_batch, n_ctx),
+                    n_ubatch=min(n_batch, n_ctx),
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    type_k=KV_CACHE_TYPES[kv_cache],
+                    type_v=KV_CACHE_TYPES[kv_cache],
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise BackendError(f"llama.cpp cannot load {path.name}: {log.last_error() or exc}") from exc
+        self.n_ctx = n_ctx
+        self.n_vocab = self._llm.n_vocab()
+        self._vocab = self._llm._model.vocab
+        self._ctx = self._llm.ctx
+        self._batch = self._llm._batch
+        self._n_batch = min(n_batch, n_ctx)
+        self._n_past = 0
+
+    @property
+    def n_past(self) -> int:
+        return self._n_past
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The GGUF key/value pairs (scalars only, as strings)."""
+        return dict(self._llm.metadata)
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def token_bytes(self, token: int) -> bytes:
+        self._check_ids([token])
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, True)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n  # llama.cpp reports the size it needs
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def eval(self, tokens: Sequence[int]) -> np.ndarray:
+        if not tokens:
+            raise BackendError("eval() needs at least one token")
+        self._decode(tokens, all_logits=False)
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        if not ptr:
+            raise BackendError("llama.cpp returned no logits")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        self.reset()
+        return self._decode(tokens, all_logits=True)
+
+    def reset(self) -> None:
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        if memory is not None:
+            llama_cpp.llama_memory_clear(memory, True)
+        self._n_past = 0
+
+    def close(self) -> None:
+        self._llm.close()
+
+    def _decode(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
+        tokens = [int(t) for t in tokens]
+        self._check_ids(tokens)
+        if self._n_past + len(tokens) > self.n_ctx:
+            raise BackendError(
+                f"context full: {self._n_past} + {len(tokens)} tokens exceed the context size {self.n_ctx}"
+            )
+        rows: list[np.ndarray] = []
+        for start in range(0, len(tokens), self._n_batch):
+            chunk = tokens[start : start + self._n_batch]
+            self._batch.set_batch(chunk, n_past=self._n_past, logits_all=all_logits)
+            with llama_log.capture() as log:
+                try:
+                    self._llm._ctx.decode(self._batch)
+                except RuntimeError as exc:
+                    raise BackendError(f"llama.cpp decode failed: {log.last_error() or exc}") from exc
+            self._n_past += len(chunk)
+            if all_logits:
+                ptr = llama_cpp.llama_get_logits(self._ctx)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(len(chunk), self.n_vocab)).copy())
+        return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
+
+    def _check_ids(self, tokens: Sequence[int]) -> None:
+        # out-of-range ids abort the whole process inside llama.cpp, so they never get that far
+        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
+        if bad:
+            raise BackendError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
+

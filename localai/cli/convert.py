@@ -1,0 +1,43 @@
+"""`localai convert SRC --to gguf --quant Q`: a Hugging Face checkpoint -> a model package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = sub.add_parser("convert", parents=parents, help="convert a Hugging Face checkpoint into a model package",
+                       description="Convert a checkpoint folder or Hugging Face repo id into a model package.")
+    p.add_argument("source", metavar="SRC", help="checkpoint folder, or repo id owner/name[@revision]")
+    p.add_argument("--to", default="gguf", help="output format (default: gguf)")
+    p.add_argument("--quant", default="f16",
+                   help="f32, f16, bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); default f16")
+    p.add_argument("-o", "--output", type=Path, help="package folder to create (default: in the local store)")
+    p.add_argument("--name", help="package name (default: derived from SRC and --quant)")
+    p.add_argument("--force", action="store_true", help="replace an existing package of that name")
+    p.add_argument("--threads", type=int, help="threads for llama.cpp's quantizer")
+    p.add_argument("--json", action="store_true", help='print {"package": DIR, "manifest": {...}}')
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from converters import convert
+
+    show_progress = sys.stderr.isatty() and not args.json
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if show_progress:
+            print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    package = convert(args.source, to=args.to, quant=args.quant, output=args.output, name=args.name,
+                      force=args.force, threads=args.threads, progress=progress)
+    if args.json:
+        print(json.dumps({"package": str(package.root), "manifest": package.manifest.to_dict()}))
+    else:
+        artifact = package.manifest.artifacts[0]
+        print(f"{package.manifest.name}: {artifact.format} {artifact.quant}, {artifact.bytes / 1e6:.1f} MB "
+              f"-> {package.root}")
+    return 0

@@ -1,0 +1,20 @@
+"""Errors a user can act on.
+
+The CLI prints a `LocalAIError` as one line on stderr, without a traceback; anything else is a bug.
+"""
+
+
+class LocalAIError(Exception):
+    """An error caused by input, environment or configuration, with a message meant for the user."""
+
+
+class ConversionError(LocalAIError):
+    """A checkpoint cannot be converted (bad config, tensors, tokenizer or output type)."""
+
+
+class PackageError(LocalAIError):
+    """A model package or store entry is missing, malformed or already exists."""
+
+
+class BackendError(LocalAIError):
+    """A runtime backend cannot load or run a model."""

@@ -1,0 +1,158 @@
+"""Load a model (package folder, manifest, store name or bare GGUF) onto a backend, and prompt it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localai import chat_template, store
+from localai.backends import Backend, backend_for
+from localai.errors import PackageError
+from localai.generate import GeneratedToken, GenerationStats, generate
+from localai.package import MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
+from localai.sampling import Sampler, SamplingParams
+
+log = logging.getLogger(__name__)
+DEFAULT_CONTEXT = 4096
+# reasoning markers recognised in third-party GGUFs that carry no localai manifest
+KNOWN_THINK_TOKENS = (ThinkTokens("<think>", "</think>"),)
+
+
+@dataclass
+class Model:
+    """A package bound to a running backend."""
+
+    package: Package
+    backend: Backend
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.package.manifest
+
+    def prompt_tokens(self, prompt: str, *, raw: bool = False, system: str | None = None) -> list[int]:
+        """Token ids for one user turn rendered with the chat template, or for `prompt` as is (`raw`)."""
+        if raw:
+            return self.backend.tokenize(prompt, add_bos=self._add_bos, special=False)
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        text = self.render(messages)
+        bos = self.manifest.tokenizer.get("bos_token") or ""
+        # the template may write the BOS text itself; never add a second one
+        add_bos = self._add_bos and not (bos and text.startswith(bos))
+        return self.backend.tokenize(text, add_bos=add_bos, special=True)
+
+    def render(self, messages: list[dict[str, Any]], **variables: Any) -> str:
+        """The conversation as the model's chat template writes it (fallback template if it has none)."""
+        template = self.manifest.chat_template
+        if template is None:
+            log.warning("%s has no chat template; using a plain fallback template", self.manifest.name)
+            template = chat_template.FALLBACK_TEMPLATE
+        tok = self.manifest.tokenizer
+        return chat_template.render(template, messages, bos_token=tok.get("bos_token") or "",
+                                    eos_token=tok.get("eos_token") or "", **variables)
+
+    def generate(self, tokens: list[int], params: SamplingParams, *, max_tokens: int,
+                 stats: GenerationStats | None = None) -> Iterator[GeneratedToken]:
+        """Stream tokens after `tokens`, stopping at the model's end-of-turn tokens."""
+        stop = frozenset(int(t) for t in self.manifest.tokenizer.get("eos_token_ids", []))
+        return generate(self.backend, tokens, Sampler(params), max_tokens=max_tokens, stop_tokens=stop,
+                        stats=stats)
+
+    @property
+    def _add_bos(self) -> bool:
+        return bool(self.manifest.tokenizer.get("add_bos", False))
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None = None,
+         kv_cache: str | None = None) -> Model:
+    """Load `model`: a package folder, its manifest.json, a store name, or a bare .gguf file.
+
+    `n_ctx` defaults to the smaller of 4096 and the model's trained context: hybrid GGUFs declare 2^20
+    tokens, which must never be allocated. The attention cache (`kv_cache`) is float32 for float32
+    artifacts, which exist for exactness, and float16 otherwise.
+    """
+    package = resolve(model)
+    artifact = _runnable_artifact(package)
+    path = package.path_of(artifact)
+    if not path.is_file():
+        raise PackageError(f"package {package.manifest.name} lacks its artifact {artifact.path}")
+    context = n_ctx or min(DEFAULT_CONTEXT, package.manifest.context_length)
+    cache = kv_cache or ("f32" if artifact.quant == "f32" else "f16")
+    backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache)
+    if package.manifest.thinking is None:
+        package.manifest.thinking = _detect_think_tokens(backend)
+    return Model(package, backend)
+
+
+def resolve(model: str | Path) -> Package:
+    """The package that `model` names."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return Package.open(path)
+    if path.is_file() and path.name == MANIFEST_NAME:
+        return Package.open(path.parent)
+    if path.is_file():
+        return bare_gguf_package(path)
+    if isinstance(model, str) and "/" not in model and (store.models_dir() / model).is_dir():
+        return Package.open(store.package_path(model))
+    raise PackageError(f"no model {str(model)!r}: not a file, a package folder, or a name in {store.models_dir()}")
+
+
+def _runnable_artifact(package: Package) -> Artifact:
+    from localai.backends import BACKENDS
+
+    for artifact in package.manifest.artifacts:
+        if artifact.format in BACKENDS:
+            return artifact
+    formats = ", ".join(a.format for a in package.manifest.artifacts) or "none"
+    raise PackageError(f"package {package.manifest.name} has no artifact a backend can run (formats: {formats})")
+
+
+def bare_gguf_package(path: Path) -> Package:
+    """A package description for a GGUF file without a localai manifest, from the file's own metadata."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, OSError) as exc:
+        raise PackageError(f"{path.name} is not a readable GGUF file: {exc}") from exc
+
+    def field(key: str) -> Any:
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else None
+
+    arch = field("general.architecture") or "unknown"
+    file_type = field("general.file_type")
+    quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").lower() if file_type is not None else "unknown"
+    def token_text(id_key: str) -> str | None:
+        tokens, token_id = reader.fields.get("tokenizer.ggml.tokens"), field(id_key)
+        return tokens.contents(token_id) if tokens and token_id is not None and token_id < len(tokens.data) else None
+
+    manifest = Manifest(
+        name=path.stem,
+        architecture=arch,
+        artifacts=[Artifact(str(path.resolve()), "gguf", quant, path.stat().st_size, "")],
+        context_length=int(field(f"{arch}.context_length") or DEFAULT_CONTEXT),
+        tokenizer={
+            "bos_token": token_text("tokenizer.ggml.bos_token_id"),
+            "eos_token": token_text("tokenizer.ggml.eos_token_id"),
+            "add_bos": bool(field("tokenizer.ggml.add_bos_token")),
+        },
+        chat_template=field("tokenizer.chat_template"),
+        source={"kind": "gguf", "path": str(path.resolve())},
+    )
+    return Package(path.parent.resolve(), manifest)
+
+
+def _detect_think_tokens(backend: Backend) -> ThinkTokens | None:
+    """Reasoning markers that the vocabulary holds as single tokens."""
+    for pair in KNOWN_THINK_TOKENS:
+        if all(len(backend.tokenize(text, add_bos=False, special=True)) == 1 for text in (pair.start, pair.end)):
+            return pair
+    return None

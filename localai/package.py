@@ -1,0 +1,186 @@
+"""Model packages: a folder of artifacts plus `manifest.json`, written atomically.
+
+A package is built in a hidden staging folder beside its target and renamed into place only when
+complete, so a failed or interrupted conversion never leaves a half-written package behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from localai.errors import PackageError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+_STAGING_MARK = ".partial-"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of a package: its path relative to the package, format, quantization, size and hash."""
+
+    path: str
+    format: str
+    quant: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ThinkTokens:
+    """The texts that open and close a reasoning block, as the model's tokenizer spells them."""
+
+    start: str
+    end: str
+
+
+@dataclass
+class Manifest:
+    """What a package holds and where it came from (see docs/package-format.md)."""
+
+    name: str
+    architecture: str
+    artifacts: list[Artifact]
+    context_length: int
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    chat_template: str | None = None
+    thinking: ThinkTokens | None = None
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    converter: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["thinking"] = asdict(self.thinking) if self.thinking else None
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Parse and check a manifest; raises `PackageError` naming what is wrong."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise PackageError(f"unsupported manifest schema_version {version!r} (expected {SCHEMA_VERSION})")
+        try:
+            artifacts = [Artifact(**a) for a in data["artifacts"]]
+            thinking = ThinkTokens(**data["thinking"]) if data.get("thinking") else None
+            return cls(
+                name=str(data["name"]),
+                architecture=str(data["architecture"]),
+                artifacts=artifacts,
+                context_length=int(data["context_length"]),
+                tokenizer=dict(data.get("tokenizer") or {}),
+                chat_template=data.get("chat_template"),
+                thinking=thinking,
+                generation_defaults=dict(data.get("generation_defaults") or {}),
+                source=dict(data.get("source") or {}),
+                converter=dict(data.get("converter") or {}),
+                created=str(data.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PackageError(f"malformed manifest: {exc!r}") from exc
+
+    def artifact(self, fmt: str) -> Artifact | None:
+        """The first artifact of format `fmt`, if any."""
+        return next((a for a in self.artifacts if a.format == fmt), None)
+
+
+@dataclass(frozen=True)
+class Package:
+    """A package on disk: its folder and parsed manifest."""
+
+    root: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, root: Path) -> Package:
+        path = root / MANIFEST_NAME
+        if not path.is_file():
+            raise PackageError(f"{root} is not a model package (no {MANIFEST_NAME})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PackageError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise PackageError(f"{path} must hold a JSON object")
+        return cls(root, Manifest.from_dict(data))
+
+    def path_of(self, artifact: Artifact) -> Path:
+        return (self.root / artifact.path).resolve()
+
+
+def file_sha256(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target`; on success rename it to `target`.
+
+    On any exception, KeyboardInterrupt included, the staging folder is deleted and `target` is left
+    as it was. With `replace`, an existing `target` is swapped out only after the new one is complete.
+    """
+    if target.exists() and not replace:
+        raise PackageError(f"{target} already exists (choose another --name or -o, or pass --force)")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(parent)
+        staging = parent / f".{target.name}{_STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+    except OSError as exc:
+        raise PackageError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
+    try:
+        yield staging
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    retired = target.parent / f".{target.name}{_STAGING_MARK}{os.getpid()}-old"
+    os.rename(target, retired)
+    os.rename(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_stale_staging(parent: Path) -> None:
+    """Delete staging folders left by processes that no longer run (killed with SIGKILL, power loss)."""
+    for entry in parent.glob(f".*{_STAGING_MARK}*"):
+        pid_text = entry.name.rsplit(_STAGING_MARK, 1)[1].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,195 @@
+"""`localai convert`: packages, and every kind of bad input as one line on stderr with nothing left over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from localai.package import file_sha256
+from localai.store import models_dir
+from tests.conftest import run_localai
+
+
+def _assert_clean_failure(result, *, fragment: str, leftovers: list[Path] | None = None) -> None:
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.err
+    store = models_dir()
+    assert not store.exists() or not any(store.iterdir()), list(store.iterdir())
+    for path in leftovers or []:
+        assert not path.exists()
+
+
+def test_convert_into_store_writes_manifest_with_hashes(cli, small_checkpoint):
+    result = cli("convert", str(small_checkpoint), "--quant", "f16", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    root = Path(report["package"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert root.parent == models_dir()
+    assert manifest == report["manifest"]
+    assert manifest["schema_version"] == 1
+    assert manifest["name"] == "small-nemotron-h-f16"
+    assert manifest["architecture"] == "nemotron_h"
+    [artifact] = manifest["artifacts"]
+    assert artifact["format"] == "gguf" and artifact["quant"] == "f16"
+    assert artifact["sha256"] == file_sha256(root / artifact["path"])
+    assert artifact["bytes"] == (root / artifact["path"]).stat().st_size
+    inputs = {f["path"]: f["sha256"] for f in manifest["source"]["files"]}
+    assert inputs["model.safetensors"] == file_sha256(small_checkpoint / "model.safetensors")
+    assert inputs["config.json"] == file_sha256(small_checkpoint / "config.json")
+    assert manifest["source"]["kind"] == "local"
+    assert manifest["thinking"] == {"start": "<think>", "end": "</think>"}
+    assert manifest["chat_template"] and "<|assistant|>" in manifest["chat_template"]
+    assert manifest["generation_defaults"] == {"temperature": 0.6, "top_p": 0.95}
+    assert manifest["tokenizer"]["eos_token"] == "<|end|>"
+    assert manifest["context_length"] == 4096
+    assert sorted(os.listdir(root)) == sorted(["manifest.json", artifact["path"]])
+
+
+def test_llama_cpp_quantized_type_leaves_no_intermediate(cli, small_checkpoint, tmp_path):
+    out = tmp_path / "out" / "pkg"
+    result = cli("convert", str(small_checkpoint), "--quant", "Q4_K_M", "-o", str(out), "--name", "tiny")
+    assert result.code == 0, result.err
+    assert sorted(os.listdir(out)) == ["manifest.json", "tiny.gguf"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["quant"] == "q4_k_m"
+    assert [p.name for p in out.parent.iterdir()] == ["pkg"]
+
+
+def test_existing_package_is_kept_unless_forced(cli, small_checkpoint, tmp_path):
+    out = tmp_path / "out" / "pkg"
+    assert cli("convert", str(small_checkpoint), "-o", str(out)).code == 0
+    first = (out / "manifest.json").read_text()
+    again = cli("convert", str(small_checkpoint), "-o", str(out))
+    assert again.code == 1 and "already exists" in again.err
+    assert (out / "manifest.json").read_text() == first
+    forced = cli("convert", str(small_checkpoint), "-o", str(out), "--quant", "q8_0", "--force")
+    assert forced.code == 0, forced.err
+    assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["quant"] == "q8_0"
+    assert [p.name for p in out.parent.iterdir()] == ["pkg"]
+
+
+def test_missing_config(cli, small_checkpoint):
+    (small_checkpoint / "config.json").unlink()
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="config.json not found")
+
+
+def test_garbled_config(cli, small_checkpoint):
+    (small_checkpoint / "config.json").write_text('{"model_type": "nemotron_h", ')
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="config.json is not valid JSON")
+
+
+def test_unknown_model_type_names_supported_ones(cli, small_checkpoint):
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | {"model_type": "gpt_neox"}))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="supported: llama, mistral, nemotron_h")
+
+
+def test_moe_layers_are_refused(cli, small_checkpoint):
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | {"hybrid_override_pattern": "M*EM"}))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="MoE layers")
+
+
+def test_truncated_safetensors(cli, small_checkpoint):
+    weights = small_checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="is truncated")
+
+
+def test_corrupt_safetensors_header(cli, small_checkpoint):
+    weights = small_checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:40] = b"\x00garbage garbage garbage garbage"
+    weights.write_bytes(bytes(data))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="corrupt safetensors header")
+
+
+def test_tensor_shape_disagreeing_with_config(cli, small_checkpoint):
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | {"intermediate_size": 96}))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="but config.json implies [96, 64]")
+
+
+def test_missing_tokenizer(cli, small_checkpoint):
+    (small_checkpoint / "tokenizer.json").unlink()
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="missing tokenizer")
+
+
+def test_pickled_weights_are_refused(cli, small_checkpoint):
+    (small_checkpoint / "model.safetensors").rename(small_checkpoint / "pytorch_model.bin")
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="never unpickles")
+
+
+def test_unwritable_output_folder(cli, small_checkpoint, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "-o", str(blocker / "pkg")),
+                          fragment="cannot write to")
+
+
+def test_unknown_quant_lists_valid_types(cli, small_checkpoint):
+    result = cli("convert", str(small_checkpoint), "--quant", "q9_9")
+    _assert_clean_failure(result, fragment="unknown GGUF type 'q9_9'")
+    assert "q4_k_m" in result.err and "f16" in result.err and "iq4_nl" in result.err
+
+
+def test_missing_source(cli, tmp_path):
+    _assert_clean_failure(cli("convert", str(tmp_path / "nowhere")), fragment="neither a local folder")
+
+
+def test_repo_id_offline_names_the_missing_files(cli):
+    _assert_clean_failure(cli("convert", "nobody/no-such-model"), fragment="not in the local Hugging Face cache")
+
+
+def test_usage_errors_are_one_line(cli):
+    result = cli("convert")
+    assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1 and result.err.startswith("error: ")
+
+
+def test_debug_shows_the_traceback(cli, small_checkpoint):
+    (small_checkpoint / "config.json").unlink()
+    result = cli("convert", str(small_checkpoint), "--debug")
+    assert result.code == 1
+    assert "Traceback" in result.err and "config.json not found" in result.err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_mid_conversion_leaves_nothing(sig, tmp_path):
+    from localai.demo_model import write_random_nemotron_h
+
+    # large enough (about 100 MB of float32) that the signal lands while the package is being written
+    folder = write_random_nemotron_h(tmp_path / "ckpt", hidden_size=512, hybrid_override_pattern="M*-M-M-M-M-M-",
+                                     intermediate_size=2048, mamba_head_dim=128)
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "localai.cli", "convert", str(folder), "--quant", "f32"],
+                            env={**os.environ, "LOCALAI_HOME": str(home)}, stderr=subprocess.PIPE, text=True)
+    store = home / "models"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (store.exists() and any(store.iterdir())):
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted"
+    assert list(store.iterdir()) == []
+
+
+def test_cli_entry_point_runs_in_a_child_process(small_checkpoint, tmp_path):
+    result = run_localai("convert", str(small_checkpoint), "-o", str(tmp_path / "pkg"), "--json",
+                         env={**os.environ, "LOCALAI_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["manifest"]["name"] == "small-nemotron-h-f16"
+    assert result.stderr == ""

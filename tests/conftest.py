@@ -1,0 +1,118 @@
+"""Session fixtures: tiny checkpoints and their converted packages, each built once.
+
+Every test gets its own empty store (`LOCALAI_HOME`), so nothing leaks between tests or to the user.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import zoo
+
+# A small random Nemotron-H layout (numpy-built, no torch): for CLI and error-path tests.
+SMALL_NEMOTRON_H = {"hidden_size": 64, "hybrid_override_pattern": "M*-M", "num_attention_heads": 2,
+                    "num_key_value_heads": 1, "head_dim": 32, "intermediate_size": 64, "mamba_num_heads": 2,
+                    "mamba_head_dim": 32, "ssm_state_size": 16, "n_groups": 1}
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "localai-home"
+    monkeypatch.setenv("LOCALAI_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """checkpoint(name) -> folder of the ZOO checkpoint `name`, built on first use."""
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = zoo.build_checkpoint(name, tmp_path_factory.mktemp(f"ckpt-{name}"))
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory, checkpoint: Callable[[str], Path]) -> Callable[[str, str], Path]:
+    """package(name, quant) -> folder of that checkpoint converted to GGUF `quant`, built on first use."""
+    from converters import convert
+
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(name: str, quant: str) -> Path:
+        key = (name, quant)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"pkg-{name}-{quant}") / "package"
+            package_name = f"{name.replace('_', '-')}-{quant}"
+            built[key] = convert(str(checkpoint(name)), quant=quant, output=out, name=package_name).root
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def reference() -> Iterator[Callable[[Path], object]]:
+    """reference(folder) -> the transformers float32 model of a checkpoint, loaded once."""
+    models: dict[Path, object] = {}
+
+    def get(folder: Path) -> object:
+        if folder not in models:
+            models[folder] = zoo.reference_model(folder)
+        return models[folder]
+
+    yield get
+    models.clear()
+
+
+@pytest.fixture(scope="session")
+def _small_checkpoint_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from localai.demo_model import write_random_nemotron_h
+
+    return write_random_nemotron_h(tmp_path_factory.mktemp("small") / "small-nemotron-h", **SMALL_NEMOTRON_H)
+
+
+@pytest.fixture
+def small_checkpoint(_small_checkpoint_master: Path, tmp_path: Path) -> Path:
+    """A private copy of a small random Nemotron-H checkpoint that a test may damage."""
+    return Path(shutil.copytree(_small_checkpoint_master, tmp_path / "small-nemotron-h"))
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """cli(*args) runs `localai ARGS` in this process and returns exit code, stdout and stderr."""
+    from localai.cli import main
+
+    def run(*args: str) -> CliResult:
+        capfd.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+        out, err = capfd.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+def run_localai(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`localai ARGS` in a child process (for signals and process-level behaviour)."""
+    return subprocess.run([sys.executable, "-m", "localai.cli", *args], capture_output=True, text=True, check=False,
+                          **kwargs)  # type: ignore[call-overload]

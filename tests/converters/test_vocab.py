@@ -1,0 +1,68 @@
+"""Tokenizer conversion: llama.cpp must split text exactly as the `tokenizers` library does."""
+
+from __future__ import annotations
+
+import pytest
+
+import localai
+from converters import convert
+from converters.vocab import _merges, pre_tokenizer_name
+from localai.demo_model import train_tokenizer, write_random_nemotron_h
+from localai.errors import ConversionError
+from tests import zoo
+
+SMALL = {"hidden_size": 64, "hybrid_override_pattern": "M*-", "num_attention_heads": 2, "num_key_value_heads": 1,
+         "head_dim": 32, "intermediate_size": 64, "mamba_num_heads": 2, "mamba_head_dim": 32,
+         "ssm_state_size": 16, "n_groups": 1}
+
+
+@pytest.mark.parametrize("style", list(zoo.TOKENIZER_STYLES))
+def test_llama_cpp_tokenizes_like_tokenizers(style, tmp_path):
+    tok = train_tokenizer(512, **zoo.TOKENIZER_STYLES[style])
+    folder = write_random_nemotron_h(tmp_path / "ckpt", tokenizer=tok, **SMALL)
+    package = convert(str(folder), quant="f32", output=tmp_path / "pkg")
+    assert package.manifest.tokenizer["pre"] == style
+    model = localai.load(package.root, n_ctx=512)
+    try:
+        ids = model.backend.tokenize(zoo.MIXED_TEXT, add_bos=False, special=True)
+        assert ids == tok.encode(zoo.MIXED_TEXT, add_special_tokens=False).ids
+        text = b"".join(model.backend.token_bytes(t) for t in ids).decode("utf-8")
+        assert text == zoo.MIXED_TEXT
+        with_bos = model.backend.tokenize("hi", add_bos=True, special=False)
+        assert with_bos[0] == tok.token_to_id("<s>")
+    finally:
+        model.close()
+
+
+def test_think_tokens_stay_single_tokens_and_are_recorded(tmp_path):
+    folder = write_random_nemotron_h(tmp_path / "ckpt", **SMALL)
+    package = convert(str(folder), quant="f32", output=tmp_path / "pkg")
+    thinking = package.manifest.thinking
+    assert (thinking.start, thinking.end) == ("<think>", "</think>")
+    model = localai.load(package.root)
+    try:
+        assert len(model.backend.tokenize("<think>", add_bos=False, special=False)) == 1
+        assert len(model.backend.tokenize("</think>", add_bos=False, special=False)) == 1
+    finally:
+        model.close()
+
+
+def test_unknown_pre_tokenizer_is_refused_with_its_shape():
+    pre = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"\d+|\w+"}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    with pytest.raises(ConversionError, match=r"no llama\.cpp pre-tokenizer splits"):
+        pre_tokenizer_name(pre, ignore_merges=False)
+
+
+def test_ignore_merges_selects_the_matching_llama3_variant():
+    pre = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": zoo.TOKENIZER_STYLES["llama-bpe"]["split"]}, "behavior": "Isolated",
+         "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    assert pre_tokenizer_name(pre, ignore_merges=True) == "llama-bpe"
+    assert pre_tokenizer_name(pre, ignore_merges=False) == "dbrx"
+
+
+def test_merges_in_pair_form_become_gguf_strings():
+    assert _merges([["a", "b"], "c d", ["e f", "g"]]) == ["a b", "c d", "e\u0120f g"]
