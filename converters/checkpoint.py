@@ -8,9 +8,9 @@ loader has no bfloat16, the dtype most checkpoints ship in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +85,8 @@ class SafetensorsFile:
             if name == "__metadata__":
                 continue
             self.tensors[name] = self._parse_entry(name, info, base, size)
-        self._fd = os.open(path, os.O_RDONLY)
-        self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) if size > 0 else None
+        with path.open("rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
 
     def _parse_entry(self, name: str, info: Any, base: int, size: int) -> TensorRef:
         try:
@@ -132,9 +132,10 @@ class SafetensorsFile:
 
     def close(self) -> None:
         if self._map is not None:
-            self._map.close()
+            # arrays still viewing the map keep it alive; it is unmapped when the last one goes
+            with contextlib.suppress(BufferError):
+                self._map.close()
             self._map = None
-        os.close(self._fd)
 
 
 class Checkpoint:

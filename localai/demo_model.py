@@ -24,9 +24,10 @@ CHAT_TEMPLATE = """\
 {%- endfor -%}
 {{- bos_token -}}
 {%- for m in messages -%}
-  {%- set text = m['content'] | replace('/no_think', '') | replace('/think', '') | trim -%}
-  {%- if m['role'] == 'assistant' and '</think>' in text -%}
-    {%- set text = text.split('</think>')[-1] | trim -%}
+  {%- if m['role'] == 'assistant' -%}
+    {%- set text = m['content'].split('</think>')[-1] | trim -%}
+  {%- else -%}
+    {%- set text = m['content'] | replace('/no_think', '') | replace('/think', '') | trim -%}
   {%- endif -%}
 <|{{ m['role'] }}|>{{ text }}<|end|>
 {% endfor -%}

@@ -1,0 +1,86 @@
+"""Loading models in every form the runtime accepts, and the backend's guard rails."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+import localai
+from converters import convert
+from localai.errors import BackendError, PackageError
+from localai.generate import GenerationStats
+from localai.sampling import SamplingParams
+
+
+def test_load_by_folder_manifest_store_name_and_bare_gguf(package, tmp_path, isolated_store):
+    folder = package("nemotron_h", "q8_0")
+    gguf_file = next(folder.glob("*.gguf"))
+    shutil.copytree(folder, isolated_store / "models" / "my-model")
+    tokens = [5, 17, 99, 3]
+    results = []
+    for ref in (folder, folder / "manifest.json", "my-model", gguf_file):
+        model = localai.load(ref)
+        assert model.manifest.architecture == "nemotron_h"
+        assert model.manifest.thinking is not None and model.manifest.thinking.start == "<think>"
+        assert "<|assistant|>" in model.manifest.chat_template
+        results.append(model.backend.logits(tokens))
+        model.close()
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+    bare = localai.model.resolve(gguf_file).manifest
+    assert bare.name == gguf_file.stem and bare.artifacts[0].quant == "q8_0"
+    assert bare.tokenizer["bos_token"] == "<s>" and bare.tokenizer["add_bos"] is True
+
+
+def test_hybrid_context_defaults_to_a_sane_size(package):
+    model = localai.load(package("nemotron_h", "f16"))
+    assert model.manifest.context_length == 2048  # max_position_embeddings of this checkpoint
+    assert model.backend.n_ctx == 2048
+    model.close()
+    assert localai.load(package("nemotron_h", "f16"), n_ctx=300).backend.n_ctx == 300
+
+
+def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpoint, tmp_path, caplog):
+    config = json.loads((small_checkpoint / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (small_checkpoint / "tokenizer_config.json").write_text(json.dumps(config))
+    package = convert(str(small_checkpoint), quant="f16", output=tmp_path / "pkg")
+    model = localai.load(next(package.root.glob("*.gguf")))
+    assert model.manifest.chat_template is None
+    with caplog.at_level(logging.WARNING):
+        text = model.render([{"role": "user", "content": "hello"}])
+    assert text == "User: hello\nAssistant:"
+    assert "no chat template" in caplog.text
+    model.close()
+
+
+def test_backend_refuses_bad_token_ids_and_context_overflow(package):
+    model = localai.load(package("llama", "f16"), n_ctx=16)
+    backend = model.backend
+    with pytest.raises(BackendError, match="outside the vocabulary"):
+        backend.eval([backend.n_vocab])
+    with pytest.raises(BackendError, match="outside the vocabulary"):
+        backend.token_bytes(-1)
+    backend.reset()
+    backend.eval(list(range(10)))
+    with pytest.raises(BackendError, match="context full"):
+        backend.eval(list(range(7)))
+    stats = GenerationStats()
+    tokens = list(model.generate(list(range(12)), SamplingParams(), max_tokens=50, stats=stats))
+    # 4 tokens fill the context; a fifth is still sampled from the last logits, and nothing after it
+    assert (len(tokens), stats.finish_reason) == (5, "length")
+    model.close()
+
+
+def test_missing_artifact_and_unknown_model(package, tmp_path):
+    broken = shutil.copytree(package("llama", "f16"), tmp_path / "broken")
+    for gguf_file in broken.glob("*.gguf"):
+        gguf_file.unlink()
+    with pytest.raises(PackageError, match="lacks its artifact"):
+        localai.load(broken)
+    with pytest.raises(PackageError, match="no model 'nothing-here'"):
+        localai.load("nothing-here")
