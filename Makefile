@@ -35,12 +35,15 @@ $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
 		$(PIP) wheel --no-deps --no-cache-dir --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $@
 
+# the locally built wheel goes in first, so that resolving the project never builds another one
 $(VENV)/.runtime: pyproject.toml $(LLAMA_WHEEL_STAMP)
-	$(PIP) install --find-links $(WHEELS) -e .
+	$(PIP) install $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(PIP) install -e .
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(LLAMA_WHEEL_STAMP)
-	$(PIP) install --find-links $(WHEELS) -e '.[dev]'
+	$(PIP) install $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(PIP) install -e '.[dev]'
 	touch $@ $(VENV)/.runtime
 
 clean:
