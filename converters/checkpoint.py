@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from localai.errors import ConversionError
+from localai.jsonfile import read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HEADER_LIMIT = 100 * 1024 * 1024  # the safetensors spec caps the JSON header at 100 MB
@@ -37,16 +38,8 @@ _DTYPES: dict[str, np.dtype] = {
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Load a JSON object from `path`, turning every failure into one clear `ConversionError`."""
-    if not path.is_file():
-        raise ConversionError(f"{what} not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConversionError(f"{what} is not valid JSON ({path}): {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConversionError(f"{what} must hold a JSON object: {path}")
-    return data
+    """The JSON object in `path`, or one clear `ConversionError`."""
+    return read_json_object(path, what, ConversionError)
 
 
 @dataclass(frozen=True)

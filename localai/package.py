@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from localai.errors import PackageError
+from localai.jsonfile import read_json_object
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -108,13 +109,7 @@ class Package:
         path = root / MANIFEST_NAME
         if not path.is_file():
             raise PackageError(f"{root} is not a model package (no {MANIFEST_NAME})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PackageError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise PackageError(f"{path} must hold a JSON object")
-        return cls(root, Manifest.from_dict(data))
+        return cls(root, Manifest.from_dict(read_json_object(path, MANIFEST_NAME, PackageError)))
 
     def path_of(self, artifact: Artifact) -> Path:
         return (self.root / artifact.path).resolve()

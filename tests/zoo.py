@@ -37,7 +37,7 @@ TOKENIZER_STYLES: dict[str, dict[str, Any]] = {
 class Spec:
     """How to build one tiny checkpoint."""
 
-    kind: str  # transformers config class: nemotron_h, llama, qwen3, qwen2
+    kind: str  # transformers config class: nemotron_h, llama, mistral, qwen3, qwen2
     tokenizer: str  # key of TOKENIZER_STYLES
     config: dict[str, Any] = field(default_factory=dict)
     legacy_nemotron_config: bool = False  # rewrite config.json the way NVIDIA's releases spell it
@@ -74,6 +74,11 @@ ZOO: dict[str, Spec] = {
         "num_key_value_heads": 2, "head_dim": 32, "max_position_embeddings": 2048, "tie_word_embeddings": True,
         "initializer_range": 0.05, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
     }),
+    "mistral": Spec("mistral", "llama-bpe", {
+        "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 1, "head_dim": 32, "max_position_embeddings": 2048, "sliding_window": None,
+        "initializer_range": 0.05,
+    }),
     "qwen2": Spec("qwen2", "qwen2", {
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 2048, "initializer_range": 0.05,
@@ -95,7 +100,8 @@ def build_checkpoint(name: str, folder: Path) -> Path:
     spec = ZOO[name]
     tok = build_tokenizer(spec.tokenizer, folder)
     config_class = {"nemotron_h": transformers.NemotronHConfig, "llama": transformers.LlamaConfig,
-                    "qwen3": transformers.Qwen3Config, "qwen2": transformers.Qwen2Config}[spec.kind]
+                    "mistral": transformers.MistralConfig, "qwen3": transformers.Qwen3Config,
+                    "qwen2": transformers.Qwen2Config}[spec.kind]
     config = config_class(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
                           eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **spec.config)
     torch.manual_seed(sum(map(ord, name)))

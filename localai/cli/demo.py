@@ -20,7 +20,6 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p = sub.add_parser("demo", parents=parents, help="convert the embedded demo model and run one turn",
                        description="Build, convert and run the embedded demo model (random weights for now).")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"the question to ask (default: {DEFAULT_PROMPT!r})")
-    p.add_argument("--plain", action="store_true", help="plain output (the only mode until the chat TUI exists)")
     p.add_argument("--max-tokens", type=int, default=48, help="most tokens to generate (default 48)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     return p

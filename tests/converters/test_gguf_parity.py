@@ -12,21 +12,21 @@ import pytest
 import localai
 from tests import zoo
 
-MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3", "qwen2"]
+MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2"]
 N_TOKENS, PREFILL = 80, 24
 TOLERANCE = {"f32": 1e-3, "f16": 5e-3}
 
 
-def _tokens(model: localai.Model) -> list[int]:
-    return zoo.random_tokens(N_TOKENS, model.manifest.tokenizer["size"], seed=1)
+def _model_tokens_and_reference(name, quant, package, checkpoint, reference):
+    model = localai.load(package(name, quant), n_ctx=256)
+    tokens = zoo.random_tokens(N_TOKENS, model.manifest.tokenizer["size"], seed=1)
+    return model, tokens, zoo.reference_logits(reference(checkpoint(name)), tokens)
 
 
 @pytest.mark.parametrize("quant", ["f32", "f16"])
 @pytest.mark.parametrize("name", MODELS)
 def test_full_sequence_logits_match_transformers(name, quant, package, checkpoint, reference):
-    model = localai.load(package(name, quant), n_ctx=256)
-    tokens = _tokens(model)
-    expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+    model, tokens, expected = _model_tokens_and_reference(name, quant, package, checkpoint, reference)
     got = model.backend.logits(tokens)
     model.close()
     assert got.shape == expected.shape
@@ -36,9 +36,7 @@ def test_full_sequence_logits_match_transformers(name, quant, package, checkpoin
 @pytest.mark.parametrize("quant", ["f32", "f16"])
 @pytest.mark.parametrize("name", MODELS)
 def test_incremental_logits_match_transformers(name, quant, package, checkpoint, reference):
-    model = localai.load(package(name, quant), n_ctx=256)
-    tokens = _tokens(model)
-    expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+    model, tokens, expected = _model_tokens_and_reference(name, quant, package, checkpoint, reference)
     backend = model.backend
     backend.reset()
     steps = [backend.eval(tokens[:PREFILL])]

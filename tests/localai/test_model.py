@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +86,16 @@ def test_missing_artifact_and_unknown_model(package, tmp_path):
         localai.load(broken)
     with pytest.raises(PackageError, match="no model 'nothing-here'"):
         localai.load("nothing-here")
+
+
+def test_runtime_and_converter_never_import_torch_or_transformers(small_checkpoint, tmp_path):
+    code = (
+        "import sys, pathlib, localai\n"
+        "from converters import convert\n"
+        f"package = convert({str(small_checkpoint)!r}, quant='q8_0', output=pathlib.Path({str(tmp_path / 'p')!r}))\n"
+        "model = localai.load(package.root)\n"
+        "model.backend.logits(model.prompt_tokens('hello'))\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
