@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localai import chat as chat_engine
 from localai import chat_template, store
 from localai.backends import Backend, backend_for
 from localai.errors import PackageError
-from localai.generate import GeneratedToken, GenerationStats, generate
 from localai.package import MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
-from localai.sampling import Sampler, SamplingParams
 
-log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
 # reasoning markers recognised in third-party GGUFs that carry no localai manifest
 KNOWN_THINK_TOKENS = (ThinkTokens("<think>", "</think>"),)
@@ -32,34 +29,42 @@ class Model:
     def manifest(self) -> Manifest:
         return self.package.manifest
 
-    def prompt_tokens(self, prompt: str, *, raw: bool = False, system: str | None = None) -> list[int]:
-        """Token ids for one user turn rendered with the chat template, or for `prompt` as is (`raw`)."""
-        if raw:
-            return self.backend.tokenize(prompt, add_bos=self._add_bos, special=False)
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
-        text = self.render(messages)
+    @property
+    def end_of_turn_ids(self) -> frozenset[int]:
+        """Token ids that end a turn besides the backend's own end-of-generation tokens."""
+        return frozenset(int(t) for t in self.manifest.tokenizer.get("eos_token_ids", []))
+
+    def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, **settings: Any,
+             ) -> Iterator[chat_engine.Event] | chat_engine.Final:
+        """Answer a conversation. `settings`: think, reasoning_budget, reasoning_grace, max_tokens,
+        temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, context_policy (None = the
+        package's default). Streams events, or returns the final event when `stream` is False."""
+        events = chat_engine.chat(self, messages, chat_engine.options(self.manifest.generation_defaults, **settings))
+        return events if stream else chat_engine.collect(events)
+
+    def complete(self, text: str, *, stream: bool = True, **settings: Any,
+                 ) -> Iterator[chat_engine.Event] | chat_engine.Final:
+        """Continue `text` as is: no chat template, no reasoning handling."""
+        events = chat_engine.complete(self, text, chat_engine.options(self.manifest.generation_defaults, **settings))
+        return events if stream else chat_engine.collect(events)
+
+    def render(self, messages: list[dict[str, Any]], **variables: Any) -> str:
+        """The conversation as the model's chat template writes it (fallback template if it has none)."""
+        tok = self.manifest.tokenizer
+        return chat_template.render(self.manifest.chat_template or chat_template.FALLBACK_TEMPLATE, messages,
+                                    bos_token=tok.get("bos_token") or "", eos_token=tok.get("eos_token") or "",
+                                    **variables)
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt: special-token texts map to their ids, BOS added once."""
         bos = self.manifest.tokenizer.get("bos_token") or ""
         # the template may write the BOS text itself; never add a second one
         add_bos = self._add_bos and not (bos and text.startswith(bos))
         return self.backend.tokenize(text, add_bos=add_bos, special=True)
 
-    def render(self, messages: list[dict[str, Any]], **variables: Any) -> str:
-        """The conversation as the model's chat template writes it (fallback template if it has none)."""
-        template = self.manifest.chat_template
-        if template is None:
-            log.warning("%s has no chat template; using a plain fallback template", self.manifest.name)
-            template = chat_template.FALLBACK_TEMPLATE
-        tok = self.manifest.tokenizer
-        return chat_template.render(template, messages, bos_token=tok.get("bos_token") or "",
-                                    eos_token=tok.get("eos_token") or "", **variables)
-
-    def generate(self, tokens: list[int], params: SamplingParams, *, max_tokens: int,
-                 stats: GenerationStats | None = None) -> Iterator[GeneratedToken]:
-        """Stream tokens after `tokens`, stopping at the model's end-of-turn tokens."""
-        stop = frozenset(int(t) for t in self.manifest.tokenizer.get("eos_token_ids", []))
-        return generate(self.backend, tokens, Sampler(params), max_tokens=max_tokens, stop_tokens=stop,
-                        stats=stats)
+    def tokenize_raw(self, text: str) -> list[int]:
+        """Token ids of plain text: special-token texts stay text."""
+        return self.backend.tokenize(text, add_bos=self._add_bos, special=False)
 
     @property
     def _add_bos(self) -> bool:

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from localai.chat import Final
+
 DEMO_PACKAGE = "demo-random-nemotron-h-q4_k_m"
 DEFAULT_PROMPT = "What is 12 + 30? /think"
 
@@ -21,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        description="Build, convert and run the embedded demo model (random weights for now).")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"the question to ask (default: {DEFAULT_PROMPT!r})")
     p.add_argument("--max-tokens", type=int, default=48, help="most tokens to generate (default 48)")
+    p.add_argument("--reasoning-budget", type=int, default=24, help="most reasoning tokens (default 24)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     return p
 
@@ -29,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import localai
     from converters import convert
     from localai import store
+    from localai.cli.run import Printer
     from localai.demo_model import write_random_nemotron_h
-    from localai.generate import GenerationStats
-    from localai.sampling import SamplingParams
 
     if not (store.models_dir() / DEMO_PACKAGE).is_dir():
         print("building the demo checkpoint (random weights) and converting it to GGUF q4_k_m ...", file=sys.stderr)
@@ -47,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
               "replace it.")
         print(f"user: {args.prompt}")
         print("assistant: ", end="", flush=True)
-        stats = GenerationStats()
-        params = SamplingParams(temperature=0.6, top_p=0.95, seed=args.seed)
-        for token in model.generate(model.prompt_tokens(args.prompt), params, max_tokens=args.max_tokens,
-                                    stats=stats):
-            print(token.text, end="", flush=True)
-        rate = stats.completion_tokens / stats.decode_seconds if stats.decode_seconds else 0.0
-        print(f"\n[{stats.prompt_tokens} prompt tokens, {stats.completion_tokens} generated at {rate:.0f} tok/s, "
-              f"finish: {stats.finish_reason}]")
+        printer = Printer()
+        for event in model.chat([{"role": "user", "content": args.prompt}], max_tokens=args.max_tokens,
+                                reasoning_budget=args.reasoning_budget, seed=args.seed):
+            printer(event)
+            if isinstance(event, Final):
+                usage, timings = event.usage, event.timings
+                print(f"[{usage.prompt_tokens} prompt tokens; {usage.reasoning_tokens} reasoning + "
+                      f"{usage.completion_tokens - usage.reasoning_tokens} answer tokens at "
+                      f"{timings.decode_tokens_per_s or 0:.0f} tok/s; finish: {event.finish_reason}]")
     finally:
         model.close()
     return 0

@@ -1,4 +1,4 @@
-"""`localai run MODEL --prompt TEXT`: one turn, streamed to stdout."""
+"""`localai run MODEL --prompt TEXT`: one turn, streamed (reasoning on stderr, answer on stdout)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,46 @@ import argparse
 import json
 import secrets
 import sys
+from typing import Any
 
-from localai.errors import LocalAIError
-from localai.generate import GenerationStats
-from localai.sampling import SamplingParams
+from localai.chat import ContentDelta, Final, Notice, ReasoningDelta
 
-DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.95
+
+def budget(value: str) -> int | None:
+    """--reasoning-budget: a token count, or "unlimited"."""
+    if value.lower() in ("unlimited", "none", "inf"):
+        return None
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be >= 0 or 'unlimited'")
+    return number
+
+
+def add_generation_arguments(p: argparse.ArgumentParser) -> None:
+    """Model loading, thinking and sampling options shared by `run` and `chat`."""
+    think = p.add_mutually_exclusive_group()
+    think.add_argument("--think", dest="think", action="store_const", const=True, help="ask the model to reason first")
+    think.add_argument("--no-think", dest="think", action="store_const", const=False, help="no reasoning")
+    p.add_argument("--reasoning-budget", type=budget, metavar="N",
+                   help="most reasoning tokens (0 = no reasoning; default unlimited)")
+    p.add_argument("--reasoning-grace", type=int, metavar="N",
+                   help="after the budget, tokens allowed to finish the line (default max(8, N/10); 0 = cut hard)")
+    p.add_argument("--max-tokens", type=int, help="most tokens to generate, reasoning included (default 1024)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default: the model's, else 0.7)")
+    p.add_argument("--top-p", type=float, help="nucleus mass (default: the model's, else 0.95)")
+    p.add_argument("--top-k", type=int, help="keep the k most likely tokens (default: off)")
+    p.add_argument("--min-p", type=float, help="drop tokens below this fraction of the top probability")
+    p.add_argument("--repeat-penalty", type=float, dest="repetition_penalty", help="repetition penalty (1 = off)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: random)")
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
+    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+
+
+def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"think": args.think, "reasoning_budget": args.reasoning_budget, "reasoning_grace": args.reasoning_grace,
+            "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed, "stop": args.stop}
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -20,69 +54,65 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("model", metavar="MODEL", help="package folder, manifest.json, store name or .gguf file")
     p.add_argument("--prompt", required=True, help="the user message (or raw text with --raw)")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--raw", action="store_true", help="plain completion of PROMPT, no chat template")
-    p.add_argument("--max-tokens", type=int, default=256, help="most tokens to generate (default 256)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: the model's, else 0.7)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling mass (default: the model's, else 0.95)")
-    p.add_argument("--seed", type=int, help="sampling seed (default: random, printed with --json)")
-    p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with text, tokens and timings")
+    p.add_argument("--raw", action="store_true", help="plain completion of PROMPT: no template, no reasoning")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the texts, usage and timings")
+    add_generation_arguments(p)
     return p
+
+
+class Printer:
+    """Streams events: reasoning dimmed on stderr, the answer on stdout, notices on stderr."""
+
+    def __init__(self) -> None:
+        self._dim = sys.stderr.isatty()
+        self._reasoning_open = False
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, ReasoningDelta):
+            sys.stderr.write(("\x1b[2m" if self._dim else "") + event.text + ("\x1b[0m" if self._dim else ""))
+            sys.stderr.flush()
+            self._reasoning_open = True
+        elif isinstance(event, ContentDelta):
+            self._close_reasoning()
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Notice):
+            self._close_reasoning()
+            print(f"note: {event.text}", file=sys.stderr)
+        elif isinstance(event, Final):
+            self._close_reasoning()
+            print()
+
+    def _close_reasoning(self) -> None:
+        if self._reasoning_open:
+            sys.stderr.write("\n")
+            self._reasoning_open = False
 
 
 def run(args: argparse.Namespace) -> int:
     import localai
 
-    if args.max_tokens < 1:
-        raise LocalAIError("--max-tokens must be at least 1")
+    settings = generation_settings(args)
+    settings["seed"] = args.seed if args.seed is not None else secrets.randbits(31)
     model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads)
     try:
-        defaults = model.manifest.generation_defaults
-        seed = args.seed if args.seed is not None else secrets.randbits(31)
-        try:
-            params = SamplingParams(
-                temperature=_first(args.temperature, defaults.get("temperature"), DEFAULT_TEMPERATURE),
-                top_p=_first(args.top_p, defaults.get("top_p"), DEFAULT_TOP_P),
-                top_k=int(defaults.get("top_k") or 0),
-                seed=seed,
-            )
-        except ValueError as exc:
-            raise LocalAIError(str(exc)) from exc
-        prompt = model.prompt_tokens(args.prompt, raw=args.raw, system=args.system)
-        stats = GenerationStats()
-        pieces: list[str] = []
-        for token in model.generate(prompt, params, max_tokens=args.max_tokens, stats=stats):
-            pieces.append(token.text)
-            if not args.json:
-                sys.stdout.write(token.text)
-                sys.stdout.flush()
+        if args.raw:
+            events = model.complete(args.prompt, **settings)
+        else:
+            messages = [{"role": "system", "content": args.system}] if args.system else []
+            events = model.chat([*messages, {"role": "user", "content": args.prompt}], **settings)
+        printer = None if args.json else Printer()
+        final: Final | None = None
+        for event in events:
+            if printer:
+                printer(event)
+            elif isinstance(event, Notice):
+                print(f"note: {event.text}", file=sys.stderr)
+            if isinstance(event, Final):
+                final = event
     finally:
         model.close()
-    if args.json:
-        print(json.dumps({
-            "model": model.manifest.name,
-            "text": "".join(pieces),
-            "tokens": stats.tokens,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "finish_reason": stats.finish_reason,
-            "seed": seed,
-            "timings": {
-                "prefill_seconds": round(stats.prefill_seconds, 4),
-                "decode_seconds": round(stats.decode_seconds, 4),
-                "prefill_tokens_per_second": _rate(stats.prompt_tokens, stats.prefill_seconds),
-                "decode_tokens_per_second": _rate(stats.completion_tokens, stats.decode_seconds),
-            },
-        }))
-    else:
-        print()
+    if args.json and final is not None:
+        print(json.dumps({"model": model.manifest.name, **final.to_dict(), "seed": settings["seed"],
+                          "tokens": final.tokens}))
     return 0
-
-
-def _first(*values: float | None) -> float:
-    return float(next(v for v in values if v is not None))
-
-
-def _rate(tokens: int, seconds: float) -> float | None:
-    return round(tokens / seconds, 2) if seconds > 0 and tokens else None

@@ -28,18 +28,18 @@ def test_greedy_raw_run_matches_transformers_generate(name, cli, package, checkp
                                          eos_token_id=eos, pad_token_id=0)
     expected = out[0, len(prompt_ids):].tolist()
 
-    assert report["prompt_tokens"] == len(prompt_ids)
-    assert report["completion_tokens"] == 32 == len(expected)
+    assert report["usage"]["prompt_tokens"] == len(prompt_ids)
+    assert report["usage"]["completion_tokens"] == 32 == len(expected)
     assert report["tokens"] == expected
     assert report["finish_reason"] == "length"
 
 
 def test_chat_run_applies_template_and_streams_text(cli, package):
-    result = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there /no_think", "--max-tokens", "8",
+    result = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there", "--no-think", "--max-tokens", "8",
                  "--seed", "3")
     assert result.code == 0, result.err
     assert result.err == ""
-    again = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there /no_think", "--max-tokens", "8",
+    again = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there", "--no-think", "--max-tokens", "8",
                 "--seed", "3")
     assert again.out == result.out  # same seed, same text
 

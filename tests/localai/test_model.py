@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -13,9 +12,8 @@ import pytest
 
 import localai
 from converters import convert
+from localai.chat import Final, Notice
 from localai.errors import BackendError, PackageError
-from localai.generate import GenerationStats
-from localai.sampling import SamplingParams
 
 
 def test_load_by_folder_manifest_store_name_and_bare_gguf(package, tmp_path, isolated_store):
@@ -46,17 +44,18 @@ def test_hybrid_context_defaults_to_a_sane_size(package):
     assert localai.load(package("nemotron_h", "f16"), n_ctx=300).backend.n_ctx == 300
 
 
-def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpoint, tmp_path, caplog):
+def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpoint, tmp_path):
     config = json.loads((small_checkpoint / "tokenizer_config.json").read_text())
     del config["chat_template"]
     (small_checkpoint / "tokenizer_config.json").write_text(json.dumps(config))
     package = convert(str(small_checkpoint), quant="f16", output=tmp_path / "pkg")
     model = localai.load(next(package.root.glob("*.gguf")))
     assert model.manifest.chat_template is None
-    with caplog.at_level(logging.WARNING):
-        text = model.render([{"role": "user", "content": "hello"}])
-    assert text == "User: hello\nAssistant:"
-    assert "no chat template" in caplog.text
+    assert model.render([{"role": "user", "content": "hello"}]) == "User: hello\nAssistant:"
+    events = list(model.chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1 and "no chat template" in notices[0]
+    assert isinstance(events[-1], Final)
     model.close()
 
 
@@ -71,10 +70,11 @@ def test_backend_refuses_bad_token_ids_and_context_overflow(package):
     backend.eval(list(range(10)))
     with pytest.raises(BackendError, match="context full"):
         backend.eval(list(range(7)))
-    stats = GenerationStats()
-    tokens = list(model.generate(list(range(12)), SamplingParams(), max_tokens=50, stats=stats))
-    # 4 tokens fill the context; a fifth is still sampled from the last logits, and nothing after it
-    assert (len(tokens), stats.finish_reason) == (5, "length")
+    prompt = "".join(backend.token_bytes(t).decode() for t in range(30, 42))
+    final = model.complete(prompt, max_tokens=50, temperature=0, stream=False)
+    # the rest of the context fills up; one more token is still sampled from the last logits
+    assert final.usage.prompt_tokens + final.usage.completion_tokens == 16 + 1
+    assert final.finish_reason == "length"
     model.close()
 
 
@@ -94,7 +94,7 @@ def test_runtime_and_converter_never_import_torch_or_transformers(small_checkpoi
         "from converters import convert\n"
         f"package = convert({str(small_checkpoint)!r}, quant='q8_0', output=pathlib.Path({str(tmp_path / 'p')!r}))\n"
         "model = localai.load(package.root)\n"
-        "model.backend.logits(model.prompt_tokens('hello'))\n"
+        "model.chat([{'role': 'user', 'content': 'hello'}], max_tokens=3, stream=False)\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

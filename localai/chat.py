@@ -1,0 +1,357 @@
+"""The chat engine: prompt rendering, thinking control, the reasoning budget, stop strings, streaming.
+
+Everything here works on token ids and logits through the backend protocol, so it behaves the same on
+every backend. One request is a generator of events: reasoning and content deltas (which concatenate
+exactly to the final texts), notices, and one final event with the finish reason, usage and timings.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from localai.errors import LocalAIError
+from localai.reasoning import (
+    BudgetController,
+    default_grace,
+    end_of_thinking_text,
+    prefill,
+    prompt_phase,
+    thinking_messages,
+)
+from localai.sampling import Sampler, SamplingParams
+from localai.textstream import HoldbackMatcher, Phase, ReasoningSplitter
+
+if TYPE_CHECKING:
+    from localai.backends.base import Backend
+    from localai.model import Model
+
+DEFAULT_MAX_TOKENS = 1024
+# used when a package carries no generation defaults of its own
+DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95}
+ContextPolicy = Literal["drop_oldest", "error"]
+TokenChooser = Callable[[np.ndarray, Sequence[int]], int]  # (logits, context so far) -> next token
+
+
+class ContextOverflowError(LocalAIError):
+    """The conversation does not fit the context."""
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ContentDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should see once (fallback template, dropped turns, ignored settings)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    reasoning_tokens: int  # generated inside the think block (part of completion_tokens)
+    completion_tokens: int  # every sampled token; the end-of-thinking text the engine adds is not one
+
+
+@dataclass(frozen=True)
+class Timings:
+    ttft_ms: float | None
+    prefill_tokens_per_s: float | None
+    decode_tokens_per_s: float | None
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class Final:
+    content: str
+    reasoning: str
+    finish_reason: str  # "stop": end-of-turn token or stop string; "length": max_tokens or context full
+    usage: Usage
+    timings: Timings
+    tokens: list[int] = field(default_factory=list)  # what followed the prompt in the context, in order
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["tokens"]
+        return data
+
+
+Event = ReasoningDelta | ContentDelta | Notice | Final
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """One request's settings. `reasoning_budget` None is unlimited; 0 is the same as thinking off."""
+
+    think: bool | None = None
+    reasoning_budget: int | None = None
+    reasoning_grace: int | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+    context_policy: ContextPolicy = "drop_oldest"
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.reasoning_budget is not None and self.reasoning_budget < 0:
+            raise ValueError(f"reasoning_budget must be >= 0, got {self.reasoning_budget}")
+        if self.reasoning_grace is not None and self.reasoning_grace < 0:
+            raise ValueError(f"reasoning_grace must be >= 0, got {self.reasoning_grace}")
+        if self.context_policy not in ("drop_oldest", "error"):
+            raise ValueError(f"context_policy must be 'drop_oldest' or 'error', got {self.context_policy!r}")
+
+    @property
+    def effective_think(self) -> bool | None:
+        return False if self.reasoning_budget == 0 else self.think
+
+
+def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
+    """ChatOptions from keyword overrides (None = not given) over a package's generation defaults."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    sampling_keys = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
+    defaults = {**DEFAULT_SAMPLING, **defaults} if "temperature" not in defaults else defaults
+    sampling = {k: given.pop(k, defaults.get(k)) for k in sampling_keys}
+    sampling = {k: v for k, v in sampling.items() if v is not None}
+    if "max_tokens" not in given and defaults.get("max_new_tokens"):
+        given["max_tokens"] = int(defaults["max_new_tokens"])
+    if "stop" in given:
+        given["stop"] = tuple([given["stop"]] if isinstance(given["stop"], str) else given["stop"])
+    try:
+        return ChatOptions(sampling=SamplingParams(**sampling), **given)
+    except (TypeError, ValueError) as exc:
+        raise LocalAIError(str(exc)) from exc
+
+
+def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sampler: TokenChooser | None = None,
+         ) -> Iterator[Event]:
+    """Answer the conversation `messages` (the last one from the user)."""
+    markers = model.manifest.thinking
+    if markers is None and (opts.think is not None or opts.reasoning_budget is not None):
+        yield Notice(f"{model.manifest.name} has no reasoning markers; thinking settings do not apply")
+    if model.manifest.chat_template is None:
+        yield Notice(f"{model.manifest.name} has no chat template; using a plain fallback template")
+    messages = list(messages)
+    while True:
+        prompt_text = _render(model, messages, opts.effective_think if markers else None)
+        prompt = model.tokenize_prompt(prompt_text)
+        if len(prompt) < model.backend.n_ctx:
+            break
+        dropped = _drop_oldest_turn(messages) if opts.context_policy == "drop_oldest" else 0
+        if not dropped:
+            raise ContextOverflowError(
+                f"the conversation needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}; "
+                "shorten it or load the model with a larger context"
+            )
+        yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {model.backend.n_ctx} tokens")
+    phase = prompt_phase(prompt_text, markers) if markers else Phase.ANSWER
+    yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
+                        stop_tokens=model.end_of_turn_ids, sampler=sampler)
+
+
+def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,
+             ) -> Iterator[Event]:
+    """Plain completion of `text`: no template, no reasoning."""
+    prompt = model.tokenize_raw(text)
+    if len(prompt) >= model.backend.n_ctx:
+        raise ContextOverflowError(f"the prompt needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}")
+    yield from generate(model.backend, prompt, opts, markers=None, phase=Phase.ANSWER,
+                        stop_tokens=model.end_of_turn_ids, sampler=sampler)
+
+
+def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> str:
+    markers = model.manifest.thinking
+    template = model.manifest.chat_template or ""
+    messages, variables = thinking_messages(template, messages, think)
+    text = model.render(messages, **variables)
+    return text + prefill(text, markers, think) if markers else text
+
+
+def _drop_oldest_turn(messages: list[dict[str, Any]]) -> int:
+    """Remove the oldest user turn and its answer (never the system prompt or the last message)."""
+    first = 1 if messages and messages[0].get("role") == "system" else 0
+    if len(messages) - first <= 1:
+        return 0
+    end = first + 1
+    while end < len(messages) - 1 and messages[end].get("role") != "user":
+        end += 1
+    del messages[first:end]
+    return end - first
+
+
+def generate(
+    backend: Backend,
+    prompt: Sequence[int],
+    opts: ChatOptions,
+    *,
+    markers: Any,
+    phase: Phase,
+    stop_tokens: frozenset[int] = frozenset(),
+    sampler: TokenChooser | None = None,
+) -> Iterator[Event]:
+    """The token loop: prefill `prompt` once, then sample one token at a time.
+
+    `sampler` replaces the sampler built from `opts.sampling` (constrained decoding, scripted tests).
+    """
+    started = time.perf_counter()
+    sampler = sampler or Sampler(opts.sampling)
+    splitter = ReasoningSplitter(markers.start, markers.end, phase) if markers else None
+    stops = {Phase.REASONING: HoldbackMatcher(opts.stop), Phase.ANSWER: HoldbackMatcher(opts.stop)}
+    texts: dict[Phase, list[str]] = {Phase.REASONING: [], Phase.ANSWER: []}
+    grace = opts.reasoning_grace
+    if grace is None:
+        grace = default_grace(opts.reasoning_budget) if opts.reasoning_budget else 0
+    budget = BudgetController(opts.reasoning_budget, grace)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    context = list(prompt)
+    finish, stopped = "length", False
+    generated = reasoning_tokens = 0
+    first_token_at: float | None = None
+
+    def emit(pieces: list[tuple[Phase, str]]) -> Iterator[Event]:
+        nonlocal stopped
+        for piece_phase, text in pieces:
+            if stopped:
+                return
+            released, match, _ = stops[piece_phase].feed(text)
+            if released:
+                texts[piece_phase].append(released)
+                yield ReasoningDelta(released) if piece_phase is Phase.REASONING else ContentDelta(released)
+            stopped = match is not None
+
+    def flush_reasoning_stops() -> Iterator[Event]:
+        held = stops[Phase.REASONING].flush()
+        if held and not stopped:
+            texts[Phase.REASONING].append(held)
+            yield ReasoningDelta(held)
+
+    backend.reset()
+    logits = backend.eval(prompt)
+    prefilled_at = time.perf_counter()
+    while generated < opts.max_tokens:
+        token = sampler(logits, context)
+        if backend.is_end_of_generation(token) or token in stop_tokens:
+            finish = "stop"
+            break
+        generated += 1
+        first_token_at = first_token_at or time.perf_counter()
+        context.append(token)
+        text = decoder.decode(backend.token_bytes(token))
+        before = splitter.phase if splitter else Phase.ANSWER
+        pieces = splitter.feed(text) if splitter else [(Phase.ANSWER, text)]
+        after = splitter.phase if splitter else Phase.ANSWER
+        yield from emit(pieces)
+        if before is Phase.REASONING and after is not Phase.REASONING:
+            yield from flush_reasoning_stops()
+        if stopped:
+            finish = "stop"
+            break
+        to_eval = [token]
+        if before is Phase.REASONING and after is Phase.REASONING:
+            reasoning_tokens += 1
+            if budget.should_end(text):
+                assert splitter is not None and markers is not None
+                yield from emit(splitter.end_reasoning())
+                yield from flush_reasoning_stops()
+                end_text = backend.tokenize(end_of_thinking_text(markers), add_bos=False, special=True)
+                to_eval.extend(end_text)
+        if backend.n_past + len(to_eval) > backend.n_ctx:
+            break
+        logits = backend.eval(to_eval)
+        context.extend(to_eval[1:])
+    if not stopped:
+        tail = splitter.flush() if splitter else []
+        yield from emit(tail)
+        yield from flush_reasoning_stops()
+        held = stops[Phase.ANSWER].flush()
+        if held:
+            texts[Phase.ANSWER].append(held)
+            yield ContentDelta(held)
+    finished = time.perf_counter()
+    decode_time = finished - first_token_at if first_token_at else 0.0
+    yield Final(
+        content="".join(texts[Phase.ANSWER]),
+        reasoning="".join(texts[Phase.REASONING]),
+        finish_reason=finish,
+        usage=Usage(len(prompt), reasoning_tokens, generated),
+        timings=Timings(
+            ttft_ms=round((first_token_at - started) * 1000, 3) if first_token_at else None,
+            prefill_tokens_per_s=_rate(len(prompt), prefilled_at - started),
+            decode_tokens_per_s=_rate(generated - 1, decode_time),
+            total_ms=round((finished - started) * 1000, 3),
+        ),
+        tokens=context[len(prompt) :],
+    )
+
+
+def _rate(tokens: int, seconds: float) -> float | None:
+    return round(tokens / seconds, 2) if tokens > 0 and seconds > 0 else None
+
+
+@dataclass
+class Conversation:
+    """A chat history bound to a model: `send` streams one answer and keeps it in the history.
+
+    Assistant turns are stored with their reasoning in think markers; the model's template decides
+    whether earlier reasoning is shown to the model again.
+    """
+
+    model: Model
+    system: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.system and not self.messages:
+            self.messages.append({"role": "system", "content": self.system})
+
+    def send(self, text: str, **overrides: Any) -> Iterator[Event]:
+        request = [*self.messages, {"role": "user", "content": text}]
+        final: Final | None = None
+        for event in self.model.chat(request, **{**self.settings, **overrides}):
+            if isinstance(event, Final):
+                final = event
+            yield event
+        if final is not None:
+            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final)}]
+
+    def _stored(self, final: Final) -> str:
+        markers = self.model.manifest.thinking
+        if markers and final.reasoning:
+            return f"{markers.start}\n{final.reasoning}\n{markers.end}\n\n{final.content}"
+        return final.content
+
+    def reset(self) -> None:
+        self.messages[:] = [{"role": "system", "content": self.system}] if self.system else []
+
+    def save(self, path: Path) -> None:
+        """Write the conversation as JSON (model name and messages)."""
+        data = {"model": self.model.manifest.name, "messages": self.messages}
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def collect(events: Iterator[Event]) -> Final:
+    """Run a request to its end and return the final event."""
+    final = None
+    for event in events:
+        if isinstance(event, Final):
+            final = event
+    assert final is not None
+    return final
+
+

@@ -1,0 +1,106 @@
+"""`localai chat MODEL --plain`: a line-mode chat for terminals where a full-screen app is unwanted.
+
+Lines starting with a slash are commands when they are exactly one of COMMANDS; anything else is sent.
+Ctrl-C while the model answers stops that answer (it is not kept); Ctrl-D or /quit leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings
+
+COMMANDS = {
+    "/think": "reasoning on",
+    "/no_think": "reasoning off",
+    "/budget N": "cap reasoning at N tokens ('unlimited' to lift the cap)",
+    "/reset": "start a new conversation",
+    "/save FILE": "write the conversation as JSON",
+    "/help": "this list",
+    "/quit": "leave",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = sub.add_parser("chat", parents=parents, help="chat with a model in the terminal",
+                       description="Chat with a model. --plain: line mode (the full-screen app comes later).")
+    p.add_argument("model", metavar="MODEL", help="package folder, manifest.json, store name or .gguf file")
+    p.add_argument("--plain", action="store_true", help="line mode, no full-screen app")
+    p.add_argument("--system", help="system prompt")
+    add_generation_arguments(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import localai
+    from localai.chat import Conversation
+
+    model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads)
+    settings = {k: v for k, v in generation_settings(args).items() if v is not None}
+    conversation = Conversation(model, system=args.system, settings=settings)
+    print(f"{model.manifest.name} ({model.backend.name}, context {model.backend.n_ctx}). /help for commands.")
+    try:
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                print()
+                return 0
+            if not line.strip():
+                continue
+            if line.startswith("/") and _command(line.strip(), conversation):
+                if line.strip() == "/quit":
+                    return 0
+                continue
+            printer = Printer()
+            try:
+                for event in conversation.send(line):
+                    printer(event)
+            except KeyboardInterrupt:
+                print("\n(stopped; this answer is not kept)", file=sys.stderr)
+    finally:
+        model.close()
+
+
+def _command(line: str, conversation: object) -> bool:
+    """Run `line` if it is a command; False if it is a message that happens to start with '/'."""
+    from localai.chat import Conversation
+
+    assert isinstance(conversation, Conversation)
+    name, _, arg = line.partition(" ")
+    settings = conversation.settings
+    if name == "/think" and not arg:
+        settings["think"] = True
+        if settings.get("reasoning_budget") == 0:  # a zero budget would keep reasoning off
+            del settings["reasoning_budget"]
+        print("reasoning on")
+    elif name == "/no_think" and not arg:
+        settings["think"] = False
+        print("reasoning off")
+    elif name == "/budget" and arg:
+        try:
+            settings["reasoning_budget"] = budget(arg)
+        except (ValueError, argparse.ArgumentTypeError):
+            print("usage: /budget N (N >= 0) or /budget unlimited", file=sys.stderr)
+            return True
+        cap = settings["reasoning_budget"]
+        print(f"reasoning budget: {'unlimited' if cap is None else cap}")
+    elif name == "/reset" and not arg:
+        conversation.reset()
+        print("new conversation")
+    elif name == "/save" and arg:
+        try:
+            conversation.save(Path(arg).expanduser())
+        except OSError as exc:
+            print(f"cannot save: {exc.strerror or exc}", file=sys.stderr)
+            return True
+        print(f"saved to {arg}")
+    elif name in ("/help", "/quit") and not arg:
+        if name == "/help":
+            for command, meaning in COMMANDS.items():
+                print(f"  {command:<12} {meaning}")
+    else:
+        return False
+    return True

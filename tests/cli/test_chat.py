@@ -1,0 +1,71 @@
+"""`localai run` with thinking control, and the line-mode `localai chat --plain`."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+
+def _run_json(cli, model, *args):
+    result = cli("run", model, "--prompt", "What is 2 + 2?", "--json", *args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_run_json_has_the_documented_shape(cli, package):
+    report = _run_json(cli, str(package("nemotron_h", "q8_0")), "--max-tokens", "20", "--seed", "1", "--think",
+                       "--reasoning-budget", "5", "--reasoning-grace", "0", "--temperature", "1")
+    assert {"content", "reasoning", "finish_reason", "usage", "timings"} <= set(report)
+    assert set(report["usage"]) == {"prompt_tokens", "reasoning_tokens", "completion_tokens"}
+    assert set(report["timings"]) == {"ttft_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "total_ms"}
+    assert report["usage"]["reasoning_tokens"] == 5  # the random model thinks longer than 5 tokens
+    assert report["usage"]["completion_tokens"] == 20
+    assert report["timings"]["ttft_ms"] > 0 and report["timings"]["total_ms"] >= report["timings"]["ttft_ms"]
+
+
+@pytest.mark.parametrize("flags", [["--no-think"], ["--reasoning-budget", "0"]])
+def test_run_without_thinking(cli, package, flags):
+    report = _run_json(cli, str(package("nemotron_h", "q8_0")), "--max-tokens", "12", "--seed", "2", *flags)
+    assert report["reasoning"] == "" and report["usage"]["reasoning_tokens"] == 0
+
+
+def test_run_streams_reasoning_to_stderr_and_the_answer_to_stdout(cli, package):
+    model = str(package("nemotron_h", "q8_0"))
+    report = _run_json(cli, model, "--max-tokens", "16", "--seed", "4", "--think", "--reasoning-budget", "6")
+    streamed = cli("run", model, "--prompt", "What is 2 + 2?", "--max-tokens", "16", "--seed", "4", "--think",
+                   "--reasoning-budget", "6")
+    assert streamed.code == 0
+    assert streamed.out == report["content"] + "\n"
+    assert streamed.err == report["reasoning"] + "\n"
+
+
+def test_bad_generation_settings_are_one_line_errors(cli, package):
+    model = str(package("nemotron_h", "q8_0"))
+    for args in (["--top-p", "0"], ["--max-tokens", "0"], ["--reasoning-budget", "-3"]):
+        result = cli("run", model, "--prompt", "x", *args)
+        assert result.code in (1, 2) and result.err.count("\n") == 1 and result.err.startswith("error: "), args
+
+
+def test_plain_chat_commands(cli, package, tmp_path, monkeypatch):
+    saved = tmp_path / "conversation.json"
+    script = "\n".join(["/help", "/budget 4", "hello there", "/no_think", "and now?", "/budget lots",
+                        "/save " + str(saved), "/reset", "/quit"]) + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    result = cli("chat", str(package("nemotron_h", "q8_0")), "--plain", "--max-tokens", "12", "--seed", "5",
+                 "--think")
+    assert result.code == 0, result.err
+    assert "/budget N" in result.out and "reasoning budget: 4" in result.out
+    assert "reasoning off" in result.out and "new conversation" in result.out
+    assert "usage: /budget N" in result.err
+    messages = json.loads(saved.read_text())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1]["content"].startswith("<think>\n")  # first answer reasoned (budget 4)
+    assert not messages[3]["content"].startswith("<think>")  # the second did not
+
+
+def test_plain_chat_ends_on_end_of_input(cli, package, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    result = cli("chat", str(package("nemotron_h", "q8_0")), "--plain")
+    assert result.code == 0
