@@ -143,9 +143,13 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
     """Answer the conversation `messages` (the last one from the user)."""
     markers = model.manifest.thinking
     if markers is None and (opts.think is not None or opts.reasoning_budget is not None):
-        yield Notice(f"{model.manifest.name} has no reasoning markers; thinking settings do not apply")
+        notice = f"{model.manifest.name} has no reasoning markers; thinking settings do not apply"
+        if model.first_time(notice):
+            yield Notice(notice)
     if model.manifest.chat_template is None:
-        yield Notice(f"{model.manifest.name} has no chat template; using a plain fallback template")
+        notice = f"{model.manifest.name} has no chat template; using a plain fallback template"
+        if model.first_time(notice):
+            yield Notice(notice)
     messages = list(messages)
     while True:
         prompt_text = _render(model, messages, opts.effective_think if markers else None)

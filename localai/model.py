@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,17 @@ class Model:
 
     package: Package
     backend: Backend
+    _notices_shown: set[str] = field(default_factory=set, repr=False)
 
     @property
     def manifest(self) -> Manifest:
         return self.package.manifest
+
+    def first_time(self, notice: str) -> bool:
+        """True the first time `notice` is asked about for this loaded model: notices are shown once."""
+        new = notice not in self._notices_shown
+        self._notices_shown.add(notice)
+        return new
 
     @property
     def end_of_turn_ids(self) -> frozenset[int]:

@@ -39,13 +39,16 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
     p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
+    p.add_argument("--on-overflow", dest="context_policy", choices=("drop_oldest", "error"),
+                   help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
 
 
 def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"think": args.think, "reasoning_budget": args.reasoning_budget, "reasoning_grace": args.reasoning_grace,
             "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-            "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed, "stop": args.stop}
+            "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed, "stop": args.stop,
+            "context_policy": args.context_policy}
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:

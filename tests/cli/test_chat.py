@@ -69,3 +69,15 @@ def test_plain_chat_ends_on_end_of_input(cli, package, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     result = cli("chat", str(package("nemotron_h", "q8_0")), "--plain")
     assert result.code == 0
+
+
+def test_a_template_reaching_for_python_internals_fails_in_one_line(cli, package, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(package("nemotron_h", "q8_0"), tmp_path / "evil")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["chat_template"] = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("run", str(folder), "--prompt", "hi")
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and result.err.startswith("error: chat template failed")

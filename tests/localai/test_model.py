@@ -56,6 +56,8 @@ def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpo
     notices = [e.text for e in events if isinstance(e, Notice)]
     assert len(notices) == 1 and "no chat template" in notices[0]
     assert isinstance(events[-1], Final)
+    again = list(model.chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
+    assert not [e for e in again if isinstance(e, Notice)]  # said once per loaded model
     model.close()
 
 
