@@ -19,7 +19,7 @@ from converters.tensors import check_sources
 from converters.vocab import read_hf_tokenizer
 from localai import __version__, store
 from localai.errors import ConversionError
-from localai.package import Artifact, Manifest, Package, file_sha256, staged_directory, write_manifest
+from localai.package import Artifact, Manifest, Package, check_target, file_sha256, staged_directory, write_manifest
 
 # config.json model_type -> module in this package
 ARCHITECTURES: dict[str, str] = {
@@ -70,7 +70,10 @@ def convert(
         vocab = tokenizer.gguf_vocab(args.vocab_size)
 
         package_name = store.validate_name(name) if name else store.default_name(source.display_name, quant)
-        target = output.expanduser().resolve() if output else store.package_path(package_name)
+        target = output.expanduser().absolute() if output else store.package_path(package_name)
+        if target.resolve() == source.path or target.resolve() in source.path.parents:
+            raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
+        check_target(target, replace=force)  # before hashing what may be many gigabytes
         inputs = _hash_inputs(source.path, ckpt)
         with staged_directory(target, replace=force) as staging:
             artifact_path = staging / f"{package_name}.gguf"

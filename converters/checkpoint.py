@@ -9,6 +9,7 @@ loader has no bfloat16, the dtype most checkpoints ship in.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import mmap
 import struct
@@ -69,7 +70,7 @@ class SafetensorsFile:
                 raise ConversionError(f"{path.name} is corrupt or truncated: header length {header_len}")
             try:
                 header = json.loads(fh.read(header_len))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 raise ConversionError(f"{path.name} has a corrupt safetensors header: {exc}") from exc
         if not isinstance(header, dict):
             raise ConversionError(f"{path.name} has a corrupt safetensors header")
@@ -78,20 +79,28 @@ class SafetensorsFile:
             if name == "__metadata__":
                 continue
             self.tensors[name] = self._parse_entry(name, info, base, size)
+        # the format stores tensors back to back; overlapping ranges mean a forged header
+        ranges = sorted((ref.start, ref.end) for ref in self.tensors.values())
+        for (_, end), (start, _) in itertools.pairwise(ranges):
+            if start < end:
+                raise ConversionError(f"{path.name} has a corrupt safetensors header: tensor byte ranges overlap")
         with path.open("rb") as fh:
             self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
 
     def _parse_entry(self, name: str, info: Any, base: int, size: int) -> TensorRef:
-        try:
-            dtype = info["dtype"]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConversionError(f"{self.path.name}: malformed header entry for tensor {name!r}") from exc
+        malformed = ConversionError(f"{self.path.name}: malformed header entry for tensor {name!r}")
+        if not isinstance(info, dict):
+            raise malformed
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not (isinstance(dtype, str) and isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_count(x) for x in [*shape, *offsets])):
+            raise malformed
+        shape = tuple(shape)
+        begin, end = offsets
         if dtype not in _DTYPES:
             raise ConversionError(f"{self.path.name}: tensor {name!r} has unsupported dtype {dtype}")
         expected = int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize
-        if end - begin != expected or begin < 0:
+        if end - begin != expected:
             raise ConversionError(
                 f"{self.path.name}: tensor {name!r} byte range does not match its shape {list(shape)}"
             )
@@ -129,6 +138,10 @@ class SafetensorsFile:
             with contextlib.suppress(BufferError):
                 self._map.close()
             self._map = None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class Checkpoint:
@@ -198,9 +211,12 @@ def _find_weight_files(root: Path) -> list[Path]:
         if missing:
             raise ConversionError(f"weight shards listed in the index are missing: {', '.join(missing)}")
         return files
-    files = sorted(root.glob("*.safetensors"))
-    if files:
-        return files
+    # the transformers layout first: other *.safetensors beside it (e.g. Mistral's consolidated.safetensors)
+    # hold the same weights under other names
+    for pattern in ("model.safetensors", "model-*-of-*.safetensors", "*.safetensors"):
+        files = sorted(root.glob(pattern))
+        if files:
+            return files
     pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise ConversionError(

@@ -49,8 +49,13 @@ class ModelArgs:
         hidden = positive("hidden_size", hparam(config, "hidden_size"))
         heads = positive("num_attention_heads", hparam(config, "num_attention_heads"))
         theta, scaling = rope_settings(config)
-        if config.get("use_sliding_window"):
-            raise ConversionError("config.json: sliding-window attention is not supported by llama.cpp for this model")
+        window, context = config.get("sliding_window"), hparam(config, "max_position_embeddings", default=4096)
+        if config.get("use_sliding_window") or (
+                window and config.get("use_sliding_window") is not False and window < context):
+            raise ConversionError(
+                f"config.json: sliding-window attention (window {window}) is not supported: llama.cpp would "
+                "attend to the whole context and give other results past the window"
+            )
         if config.get("hidden_act", "silu") != "silu":
             raise ConversionError(f"config.json: hidden_act={config['hidden_act']!r} is not supported (needs silu)")
         args = cls(
@@ -66,7 +71,7 @@ class ModelArgs:
             rope_theta=theta,
             rope_scaling=scaling,
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
-            context_length=hparam(config, "max_position_embeddings", default=4096),
+            context_length=positive("max_position_embeddings", context),
             attention_bias=hparam(config, "attention_bias", cast=bool, default=False),
             mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
         )

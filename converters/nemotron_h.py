@@ -86,7 +86,8 @@ class ModelArgs:
             mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
             norm_eps=hparam(config, "layer_norm_epsilon", "rms_norm_eps", cast=float, default=1e-5),
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
-            context_length=hparam(config, "max_position_embeddings", default=4096),
+            context_length=positive("max_position_embeddings",
+                                    hparam(config, "max_position_embeddings", default=4096)),
         )
         if args.d_inner % args.n_groups:
             raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")

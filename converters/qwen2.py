@@ -6,6 +6,7 @@ import gguf
 
 from converters import llama
 from converters.tensors import OutputTensor
+from localai.errors import ConversionError
 
 GGUF_ARCH = gguf.MODEL_ARCH.QWEN2
 IGNORED_TENSORS = llama.IGNORED_TENSORS
@@ -14,4 +15,6 @@ write_hparams = llama.write_hparams
 
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+    if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
+        raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()}")
     return llama.dense_plan(args, present, GGUF_ARCH, permute_qk=False, qkv_bias=True)

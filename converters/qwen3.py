@@ -7,6 +7,7 @@ import gguf
 
 from converters import llama
 from converters.tensors import OutputTensor
+from localai.errors import ConversionError
 
 GGUF_ARCH = gguf.MODEL_ARCH.QWEN3
 IGNORED_TENSORS = llama.IGNORED_TENSORS
@@ -15,4 +16,6 @@ write_hparams = llama.write_hparams
 
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+    if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
+        raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()}")
     return llama.dense_plan(args, present, GGUF_ARCH, permute_qk=False, qk_norm=True)

@@ -15,9 +15,12 @@ from typing import Any
 from localai.errors import ConversionError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+# top-level files only (the hub's patterns match across "/"): no pickles, no duplicate weight sets such
+# as Mistral's consolidated.safetensors or an onnx/ subfolder
 ALLOW_PATTERNS = [
-    "config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+    "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+    "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "chat_template.jinja",
 ]
 
 
@@ -37,7 +40,7 @@ def resolve_source(src: str) -> Source:
         if not path.is_dir():
             raise ConversionError(f"{src} is not a folder (expected a Hugging Face checkpoint folder)")
         return Source(path.resolve(), path.resolve().name, {"kind": "local", "path": str(path.resolve())})
-    if not _REPO_ID.match(src):
+    if not _REPO_ID.fullmatch(src):
         raise ConversionError(f"{src} is neither a local folder nor a Hugging Face repo id (owner/name)")
     return _download(src)
 

@@ -31,14 +31,15 @@ DIRECT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = 
     "q8_0": (Q.Q8_0, F.MOSTLY_Q8_0),
 }
 # llama.cpp refuses these without an importance matrix, or they are special-purpose formats
-_NOT_OFFERED = {F.GUESSED, F.MOSTLY_IQ1_S, F.MOSTLY_IQ1_M, F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS, F.MOSTLY_IQ2_S,
-                F.MOSTLY_IQ3_XXS, F.MOSTLY_Q2_K_S, F.MOSTLY_TQ1_0, F.MOSTLY_TQ2_0, F.MOSTLY_MXFP4_MOE,
-                F.MOSTLY_NVFP4, F.MOSTLY_Q1_0}
+_NOT_OFFERED = {F.GUESSED, F.ALL_F32, F.MOSTLY_IQ1_S, F.MOSTLY_IQ1_M, F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS,
+                F.MOSTLY_IQ2_S, F.MOSTLY_IQ2_M, F.MOSTLY_IQ3_XXS, F.MOSTLY_Q2_K_S, F.MOSTLY_TQ1_0, F.MOSTLY_TQ2_0,
+                F.MOSTLY_MXFP4_MOE, F.MOSTLY_NVFP4, F.MOSTLY_Q1_0}
 LLAMA_QUANTIZED_TYPES: dict[str, gguf.LlamaFileType] = {
     ft.name.removeprefix("MOSTLY_").lower(): ft
     for ft in F
     if ft not in _NOT_OFFERED and ft.name.removeprefix("MOSTLY_").lower() not in DIRECT_TYPES
 }
+_F16_MAX = float(np.finfo(np.float16).max)
 # Q8_0 blocks hold 32 values along the input dimension
 _Q8_0_BLOCK = gguf.GGML_QUANT_SIZES[Q.Q8_0][0]
 
@@ -96,18 +97,20 @@ def write_gguf(
         nbytes = int(np.prod(byte_shape, dtype=np.int64))
         writer.add_tensor_info(tensor.name, layout.shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
 
-    writer.write_header_to_file(path)
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for done, (tensor, qtype) in enumerate(zip(plan, types, strict=True), start=1):
-        data = tensor.build(ckpt.load)
-        writer.write_tensor_data(_encode(data, qtype))
-        del data
-        for source in tensor.sources:
-            ckpt.release(source)
-        if progress:
-            progress(done, len(plan))
-    writer.close()
+    try:
+        writer.write_header_to_file(path)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for done, (tensor, qtype) in enumerate(zip(plan, types, strict=True), start=1):
+            data = tensor.build(ckpt.load)
+            writer.write_tensor_data(_encode(tensor.name, data, qtype))
+            del data
+            for source in tensor.sources:
+                ckpt.release(source)
+            if progress:
+                progress(done, len(plan))
+    finally:
+        writer.close()
 
 
 def _tensor_type(tensor: OutputTensor, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType,
@@ -121,10 +124,12 @@ def _tensor_type(tensor: OutputTensor, shape: tuple[int, ...], wanted: gguf.GGML
     return wanted
 
 
-def _encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+def _encode(name: str, data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
     if qtype == Q.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
     if qtype == Q.F16:
+        if data.size and float(np.abs(data).max()) > _F16_MAX:
+            raise ConversionError(f"tensor {name} holds values beyond float16's range; convert to bf16 or f32")
         return np.ascontiguousarray(data, dtype=np.float16)
     return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
 

@@ -282,10 +282,11 @@ def _post_processor_adds(node: dict[str, Any] | None, specials: dict[str, str]) 
 
 
 def _chat_template(config: dict[str, Any], root: Path) -> str | None:
+    # as in transformers, a separate chat_template.jinja takes priority over tokenizer_config.json
+    jinja = root / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
     template = config.get("chat_template")
     if isinstance(template, list):  # named templates: take the default one
         template = next((t.get("template") for t in template if t.get("name") == "default"), None)
-    if isinstance(template, str) and template:
-        return template
-    jinja = root / "chat_template.jinja"
-    return jinja.read_text(encoding="utf-8") if jinja.is_file() else None
+    return template if isinstance(template, str) and template else None

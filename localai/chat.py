@@ -56,9 +56,14 @@ class ContentDelta:
 
 @dataclass(frozen=True)
 class Notice:
-    """Something the user should see once (fallback template, dropped turns, ignored settings)."""
+    """Something the user should see once (fallback template, dropped turns, ignored settings).
+
+    `dropped_messages`: how many of the oldest messages (after the system prompt) this request left out
+    to fit the context; a `Conversation` forgets them too.
+    """
 
     text: str
+    dropped_messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,10 @@ def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
     """ChatOptions from keyword overrides (None = not given) over a package's generation defaults."""
     given = {k: v for k, v in overrides.items() if v is not None}
     sampling_keys = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
-    defaults = {**DEFAULT_SAMPLING, **defaults} if "temperature" not in defaults else defaults
+    if defaults.get("do_sample") is False:  # transformers: greedy whatever the temperature says
+        defaults = {**defaults, "temperature": 0.0}
+    elif "temperature" not in defaults:
+        defaults = {**DEFAULT_SAMPLING, **defaults}
     sampling = {k: given.pop(k, defaults.get(k)) for k in sampling_keys}
     sampling = {k: v for k, v in sampling.items() if v is not None}
     if "max_tokens" not in given and defaults.get("max_new_tokens"):
@@ -152,7 +160,7 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
             yield Notice(notice)
     messages = list(messages)
     while True:
-        prompt_text = _render(model, messages, opts.effective_think if markers else None)
+        prompt_text, phase = _render(model, messages, opts.effective_think if markers else None)
         prompt = model.tokenize_prompt(prompt_text)
         if len(prompt) < model.backend.n_ctx:
             break
@@ -162,8 +170,8 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
                 f"the conversation needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}; "
                 "shorten it or load the model with a larger context"
             )
-        yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {model.backend.n_ctx} tokens")
-    phase = prompt_phase(prompt_text, markers) if markers else Phase.ANSWER
+        yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {model.backend.n_ctx} tokens",
+                     dropped_messages=dropped)
     yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
                         stop_tokens=model.end_of_turn_ids, sampler=sampler)
 
@@ -172,18 +180,26 @@ def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChoose
              ) -> Iterator[Event]:
     """Plain completion of `text`: no template, no reasoning."""
     prompt = model.tokenize_raw(text)
+    if not prompt:
+        raise LocalAIError("the prompt is empty")
     if len(prompt) >= model.backend.n_ctx:
         raise ContextOverflowError(f"the prompt needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}")
     yield from generate(model.backend, prompt, opts, markers=None, phase=Phase.ANSWER,
                         stop_tokens=model.end_of_turn_ids, sampler=sampler)
 
 
-def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> str:
+def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, Phase]:
+    """The prompt text, and where generation starts in it (before, inside or after a think block)."""
     markers = model.manifest.thinking
-    template = model.manifest.chat_template or ""
-    messages, variables = thinking_messages(template, messages, think)
+    messages, variables = thinking_messages(model.manifest.chat_template or "", messages, think)
     text = model.render(messages, **variables)
-    return text + prefill(text, markers, think) if markers else text
+    if markers is None:
+        return text, Phase.ANSWER
+    # judge only what the template adds to open the assistant turn: markers inside messages are text
+    history = model.render(messages, add_generation_prompt=False, **variables)
+    opening = text[len(history) :] if text.startswith(history) and len(text) > len(history) else text
+    extra = prefill(opening, markers, think)
+    return text + extra, prompt_phase(opening + extra, markers)
 
 
 def _drop_oldest_turn(messages: list[dict[str, Any]]) -> int:
@@ -327,11 +343,16 @@ class Conversation:
     def send(self, text: str, **overrides: Any) -> Iterator[Event]:
         request = [*self.messages, {"role": "user", "content": text}]
         final: Final | None = None
+        dropped = 0
         for event in self.model.chat(request, **{**self.settings, **overrides}):
             if isinstance(event, Final):
                 final = event
+            elif isinstance(event, Notice):
+                dropped += event.dropped_messages
             yield event
         if final is not None:
+            first = 1 if request[0].get("role") == "system" else 0
+            del request[first : first + dropped]
             self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final)}]
 
     def _stored(self, final: Final) -> str:

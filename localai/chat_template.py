@@ -1,7 +1,9 @@
 """Render chat templates (Jinja2, as in Hugging Face tokenizers) in a sandbox.
 
 A template inside a downloaded model is untrusted input: it runs in Jinja2's immutable sandbox, which
-blocks attribute access to Python internals and mutation of passed-in objects.
+blocks attribute access to Python internals and mutation of passed-in objects, with two more limits
+against templates that exhaust memory: repeated strings and lists (`*`, `**`) and the rendered text are
+capped in size. Any failure inside a template is a `ChatTemplateError`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localai.errors import LocalAIError
@@ -35,8 +37,26 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
+MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # far beyond any context window
+MAX_REPEATED_ITEMS = 1024 * 1024
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                repeated = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if repeated and len(seq) * count > MAX_REPEATED_ITEMS:
+                    raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -51,8 +71,14 @@ def render(template: str, messages: list[dict[str, Any]], *, add_generation_prom
     """Render `messages` with `template`; extra `variables` (bos_token, enable_thinking, ...) are passed in."""
     try:
         compiled = _ENV.from_string(template)
-        return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+        pieces, size = [], 0
+        for piece in compiled.generate(messages=messages, add_generation_prompt=add_generation_prompt, **variables):
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"output larger than {MAX_OUTPUT_CHARS} characters")
+            pieces.append(piece)
+        return "".join(pieces)
     except ChatTemplateError:
         raise
-    except TemplateError as exc:
-        raise ChatTemplateError(f"chat template failed: {exc}") from exc
+    except Exception as exc:  # the template is foreign code: whatever it raises is its failure
+        raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from exc

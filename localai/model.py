@@ -55,12 +55,12 @@ class Model:
         events = chat_engine.complete(self, text, chat_engine.options(self.manifest.generation_defaults, **settings))
         return events if stream else chat_engine.collect(events)
 
-    def render(self, messages: list[dict[str, Any]], **variables: Any) -> str:
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The conversation as the model's chat template writes it (fallback template if it has none)."""
         tok = self.manifest.tokenizer
         return chat_template.render(self.manifest.chat_template or chat_template.FALLBACK_TEMPLATE, messages,
-                                    bos_token=tok.get("bos_token") or "", eos_token=tok.get("eos_token") or "",
-                                    **variables)
+                                    add_generation_prompt=add_generation_prompt, bos_token=tok.get("bos_token") or "",
+                                    eos_token=tok.get("eos_token") or "", **variables)
 
     def tokenize_prompt(self, text: str) -> list[int]:
         """Token ids of a rendered prompt: special-token texts map to their ids, BOS added once."""
@@ -94,7 +94,7 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     path = package.path_of(artifact)
     if not path.is_file():
         raise PackageError(f"package {package.manifest.name} lacks its artifact {artifact.path}")
-    context = n_ctx or min(DEFAULT_CONTEXT, package.manifest.context_length)
+    context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length)
     cache = kv_cache or ("f32" if artifact.quant == "f32" else "f16")
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache)
     if package.manifest.thinking is None:
@@ -139,24 +139,32 @@ def bare_gguf_package(path: Path) -> Package:
         f = reader.fields.get(key)
         return f.contents() if f is not None else None
 
-    arch = field("general.architecture") or "unknown"
-    file_type = field("general.file_type")
-    quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").lower() if file_type is not None else "unknown"
+    arch = str(field("general.architecture") or "unknown")
+    # display fields only: odd values must not refuse a file llama.cpp may well run
+    try:
+        quant = gguf.LlamaFileType(field("general.file_type")).name.removeprefix("MOSTLY_").lower()
+    except (ValueError, TypeError):
+        quant = "unknown"
+    context = field(f"{arch}.context_length")
     def token_text(id_key: str) -> str | None:
         tokens, token_id = reader.fields.get("tokenizer.ggml.tokens"), field(id_key)
-        return tokens.contents(token_id) if tokens and token_id is not None and token_id < len(tokens.data) else None
+        if tokens is None or not isinstance(token_id, int) or not 0 <= token_id < len(tokens.data):
+            return None
+        return str(tokens.contents(token_id))
+
+    template = field("tokenizer.chat_template")
 
     manifest = Manifest(
         name=path.stem,
         architecture=arch,
         artifacts=[Artifact(str(path.resolve()), "gguf", quant, path.stat().st_size, "")],
-        context_length=int(field(f"{arch}.context_length") or DEFAULT_CONTEXT),
+        context_length=context if isinstance(context, int) and context > 0 else DEFAULT_CONTEXT,
         tokenizer={
             "bos_token": token_text("tokenizer.ggml.bos_token_id"),
             "eos_token": token_text("tokenizer.ggml.eos_token_id"),
             "add_bos": bool(field("tokenizer.ggml.add_bos_token")),
         },
-        chat_template=field("tokenizer.chat_template"),
+        chat_template=template if isinstance(template, str) else None,
         source={"kind": "gguf", "path": str(path.resolve())},
     )
     return Package(path.parent.resolve(), manifest)

@@ -128,15 +128,28 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     (root / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
+def check_target(target: Path, *, replace: bool) -> None:
+    """Refuse a target that exists, unless `replace` and it is a package (or an empty folder): `--force`
+    never deletes anything that is not a model package."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if not replace:
+        raise PackageError(f"{target} already exists (choose another --name or -o, or pass --force)")
+    if target.is_symlink() or not target.is_dir():
+        raise PackageError(f"{target} exists and is not a model package folder; refusing to replace it")
+    if not (target / MANIFEST_NAME).is_file() and any(target.iterdir()):
+        raise PackageError(f"{target} exists and is not a model package (no {MANIFEST_NAME}); refusing to replace it")
+
+
 @contextlib.contextmanager
 def staged_directory(target: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder beside `target`; on success rename it to `target`.
 
     On any exception, KeyboardInterrupt included, the staging folder is deleted and `target` is left
-    as it was. With `replace`, an existing `target` is swapped out only after the new one is complete.
+    as it was. With `replace`, an existing package at `target` is swapped out only after the new one is
+    complete; without it, a package that appeared at `target` meanwhile is never overwritten.
     """
-    if target.exists() and not replace:
-        raise PackageError(f"{target} already exists (choose another --name or -o, or pass --force)")
+    check_target(target, replace=replace)
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -147,19 +160,28 @@ def staged_directory(target: Path, *, replace: bool = False) -> Iterator[Path]:
         raise PackageError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
     try:
         yield staging
-        _move_into_place(staging, target)
+        _move_into_place(staging, target, replace=replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
+def _move_into_place(staging: Path, target: Path, *, replace: bool) -> None:
+    check_target(target, replace=replace)  # again: another process may have written it meanwhile
     if not target.exists():
-        os.rename(staging, target)
+        try:
+            # fails if another writer created a non-empty target since the check
+            os.rename(staging, target)
+        except OSError as exc:
+            raise PackageError(f"{target} was created by another process meanwhile; not replacing it") from exc
         return
     retired = target.parent / f".{target.name}{_STAGING_MARK}{os.getpid()}-old"
     os.rename(target, retired)
-    os.rename(staging, target)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(retired, target)  # put the old package back
+        raise
     shutil.rmtree(retired, ignore_errors=True)
 
 

@@ -9,6 +9,7 @@ Models announce thinking in three ways, detected from their chat template:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +61,14 @@ def thinking_messages(template: str, messages: list[dict[str, Any]], think: bool
     return messages, {}
 
 
+_SWITCHES = re.compile(r"(?<!\S)/(?:no_)?think(?!\S)")
+
+
 def _with_system_switch(messages: list[dict[str, Any]], switch: str) -> list[dict[str, Any]]:
+    """The system prompt with `switch` at its end, replacing any switch it had (whole words only)."""
     if messages and messages[0].get("role") == "system":
-        content = str(messages[0].get("content") or "")
-        content = " ".join(content.replace(SWITCH_OFF, "").replace(SWITCH_ON, "").split())
-        system = {**messages[0], "content": f"{content} {switch}".strip()}
+        content = _SWITCHES.sub("", str(messages[0].get("content") or "")).rstrip()
+        system = {**messages[0], "content": f"{content}\n{switch}" if content else switch}
         return [system, *messages[1:]]
     return [{"role": "system", "content": switch}, *messages]
 

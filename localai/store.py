@@ -29,7 +29,7 @@ def models_dir() -> Path:
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid package name, else raise `PackageError`."""
-    if not _NAME_RE.match(name) or ".." in name:
+    if not _NAME_RE.fullmatch(name) or ".." in name:
         raise PackageError(
             f"invalid package name {name!r}: use 1-128 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

@@ -73,7 +73,15 @@ class LlamaCppBackend:
         return dict(self._llm.metadata)
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        # llama-cpp-python's own tokenize allocates the model's whole declared context on every call
+        data = text.encode("utf-8")
+        size = len(data) + 2
+        while True:
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, special)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n  # llama.cpp reports the size it needs
 
     def token_bytes(self, token: int) -> bytes:
         self._check_ids([token])

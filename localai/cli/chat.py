@@ -1,7 +1,8 @@
 """`localai chat MODEL --plain`: a line-mode chat for terminals where a full-screen app is unwanted.
 
 Lines starting with a slash are commands when they are exactly one of COMMANDS; anything else is sent.
-Ctrl-C while the model answers stops that answer (it is not kept); Ctrl-D or /quit leaves.
+Ctrl-C while the model answers stops that answer (it is not kept); an error in one turn is shown and
+the conversation goes on; Ctrl-D or /quit leaves, SIGTERM ends the process.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from localai.cli import Terminated
 from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings
+from localai.errors import LocalAIError
 
 COMMANDS = {
     "/think": "reasoning on",
@@ -58,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
             try:
                 for event in conversation.send(line):
                     printer(event)
+            except Terminated:
+                raise
             except KeyboardInterrupt:
                 print("\n(stopped; this answer is not kept)", file=sys.stderr)
+            except LocalAIError as exc:  # the conversation goes on; this turn is not kept
+                print("error: " + " ".join(str(exc).split()), file=sys.stderr)
     finally:
         model.close()
 

@@ -81,3 +81,33 @@ def test_a_template_reaching_for_python_internals_fails_in_one_line(cli, package
     result = cli("run", str(folder), "--prompt", "hi")
     assert result.code == 1
     assert result.err.count("\n") == 1 and result.err.startswith("error: chat template failed")
+
+
+def test_plain_chat_survives_an_error_in_one_turn(cli, package, monkeypatch):
+    script = "hello\n" + "tell me about rivers " * 200 + "\nstill there?\n/quit\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    result = cli("chat", str(package("nemotron_h", "q8_0")), "--plain", "--max-tokens", "6", "--ctx", "128",
+                 "--no-think", "--on-overflow", "error")
+    assert result.code == 0
+    assert "error: the conversation needs" in result.err
+    assert result.out.count("> ") == 4  # every line was read, the session went on
+
+
+def test_sigterm_ends_a_chat_even_while_it_answers(package, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localai.cli", "chat", str(package("nemotron_h", "q8_0")), "--plain",
+         "--max-tokens", "100000", "--ctx", "16384", "--think"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LOCALAI_HOME": str(tmp_path)})
+    proc.stdin.write("go on forever\n")
+    proc.stdin.flush()
+    time.sleep(3)  # loaded and answering: 16k tokens take longer than that
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err

@@ -193,3 +193,55 @@ def test_cli_entry_point_runs_in_a_child_process(small_checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["manifest"]["name"] == "small-nemotron-h-f16"
     assert result.stderr == ""
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_package(cli, small_checkpoint, tmp_path):
+    user = tmp_path / "my-documents"
+    (user / "sub").mkdir(parents=True)
+    (user / "thesis.tex").write_text("precious")
+    result = cli("convert", str(small_checkpoint), "-o", str(user), "--force")
+    assert result.code == 1 and "not a model package" in result.err
+    assert (user / "thesis.tex").read_text() == "precious" and (user / "sub").is_dir()
+    into_source = cli("convert", str(small_checkpoint), "-o", str(small_checkpoint.parent), "--force")
+    assert into_source.code == 1 and "checkpoint folder" in into_source.err
+    assert (small_checkpoint / "config.json").is_file()
+
+
+def test_sliding_window_mistral_is_refused(cli, small_checkpoint):
+    llama_like = {"model_type": "mistral", "vocab_size": 512, "hidden_size": 64, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 32768,
+                  "sliding_window": 4096}
+    (small_checkpoint / "config.json").write_text(json.dumps(llama_like))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="sliding-window attention (window 4096)")
+
+
+def test_duplicate_weight_files_beside_the_transformers_layout_are_ignored(cli, small_checkpoint, tmp_path):
+    import shutil
+
+    shutil.copy(small_checkpoint / "model.safetensors", small_checkpoint / "consolidated.safetensors")
+    result = cli("convert", str(small_checkpoint), "-o", str(tmp_path / "pkg"), "--json")
+    assert result.code == 0, result.err
+    files = [f["path"] for f in json.loads(result.out)["manifest"]["source"]["files"]]
+    assert "consolidated.safetensors" not in files and "model.safetensors" in files
+
+
+def test_types_needing_an_importance_matrix_are_not_offered(cli, small_checkpoint):
+    from converters.to_gguf import output_types
+
+    assert "iq2_m" not in output_types() and "all_f32" not in output_types()
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--quant", "iq2_m"), fragment="unknown GGUF type")
+
+
+def test_package_names_are_validated(cli, small_checkpoint):
+    for name in ("demo\n", "../escape", "UPPER", "-dash"):
+        _assert_clean_failure(cli("convert", str(small_checkpoint), f"--name={name}"), fragment="invalid package name")
+
+
+def test_float16_overflow_is_refused(cli, small_checkpoint):
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(small_checkpoint / "model.safetensors"))
+    weights["backbone.layers.0.mixer.out_proj.weight"][0, 0] = 1e6
+    save_file(weights, str(small_checkpoint / "model.safetensors"))
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--quant", "f16"), fragment="beyond float16's range")
+    assert cli("convert", str(small_checkpoint), "--quant", "bf16").code == 0

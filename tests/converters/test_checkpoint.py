@@ -65,3 +65,33 @@ def test_header_lying_about_a_tensor_size(tmp_path):
     path.write_bytes(data.replace(b'"shape":[4,4]', b'"shape":[4,5]'))
     with pytest.raises(ConversionError, match="does not match its shape"):
         Checkpoint(folder)
+
+
+@pytest.mark.parametrize("entry", [
+    {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]},
+    {"dtype": "F32", "shape": [-2, 2], "data_offsets": [16, 0]},
+    {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]},
+    {"dtype": "F32", "shape": "12", "data_offsets": [0, 8]},
+    {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 9]},
+])
+def test_malformed_header_entries_are_conversion_errors(tmp_path, entry):
+    _write_raw(tmp_path, {"w": entry}, 16)
+    with pytest.raises(ConversionError, match="malformed header entry"):
+        Checkpoint(tmp_path)
+
+
+def test_overlapping_tensors_and_deep_nesting_are_refused(tmp_path):
+    _write_raw(tmp_path, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, 16)
+    with pytest.raises(ConversionError, match="overlap"):
+        Checkpoint(tmp_path)
+    header = b"[" * 100000 + b"]" * 100000
+    (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ConversionError, match="corrupt safetensors header"):
+        Checkpoint(tmp_path)
+
+
+def _write_raw(folder, header, data_bytes):
+    (folder / "config.json").write_text("{}")
+    raw = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(data_bytes))

@@ -66,3 +66,12 @@ def test_ignore_merges_selects_the_matching_llama3_variant():
 
 def test_merges_in_pair_form_become_gguf_strings():
     assert _merges([["a", "b"], "c d", ["e f", "g"]]) == ["a b", "c d", "e\u0120f g"]
+
+
+def test_chat_template_file_takes_priority_like_transformers(tmp_path):
+    from converters.vocab import read_hf_tokenizer
+
+    folder = write_random_nemotron_h(tmp_path / "ckpt", **SMALL)
+    assert "<|assistant|>" in read_hf_tokenizer(folder).chat_template
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    assert read_hf_tokenizer(folder).chat_template == "{{ messages }}"

@@ -30,8 +30,9 @@ from localai.chat import (
 )
 from localai.model import Model
 from localai.package import Package
-from localai.reasoning import end_of_thinking_text
+from localai.reasoning import end_of_thinking_text, thinking_messages
 from localai.sampling import SamplingParams
+from localai.textstream import Phase
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +144,7 @@ def test_budget_zero_and_thinking_off_give_no_reasoning(model, settings):
 
 
 def test_free_sampling_respects_budget_plus_grace(model):
+    injections = 0
     for seed in range(4):
         final, _ = _run(model, max_tokens=60, temperature=1.0, seed=seed, think=True, reasoning_budget=6)
         assert final.usage.reasoning_tokens <= 6 + 8
@@ -151,6 +153,8 @@ def test_free_sampling_respects_budget_plus_grace(model):
         if injected:
             assert final.usage.reasoning_tokens >= 6
             assert final.usage.completion_tokens > final.usage.reasoning_tokens  # the answer went on
+        injections += injected
+    assert injections >= 2  # the random model does think past its budget
 
 
 def test_stop_string_across_token_boundaries(model):
@@ -190,26 +194,53 @@ def _with_template(model: Model, template: str | None) -> Model:
     return Model(Package(model.package.root, manifest), model.backend)
 
 
-QWEN_STYLE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}<|assistant|>"
-              "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}")
-PLAIN = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}<|assistant|>"
+QWEN_STYLE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+              "{% if add_generation_prompt %}<|assistant|>"
+              "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+              "{% endif %}")
+PLAIN = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def _prompt(model, messages, think):
+    return _render(model, messages, think)[0]
 
 
 def test_thinking_switch_follows_each_template_convention(model):
     messages = [{"role": "system", "content": "Be brief. /think"}, {"role": "user", "content": "hi"}]
     # Nemotron Nano 2: /think or /no_think in the system prompt
-    assert _render(model, messages, False).endswith("<|system|>Be brief.<|end|>\n<|user|>hi<|end|>\n"
+    assert _prompt(model, messages, False).endswith("<|system|>Be brief.<|end|>\n<|user|>hi<|end|>\n"
                                                     "<|assistant|><think></think>")
-    assert _render(model, messages[1:], True).endswith("<|assistant|><think>\n")
+    assert _prompt(model, messages[1:], True).endswith("<|assistant|><think>\n")
     # Qwen3: enable_thinking
     qwen = _with_template(model, QWEN_STYLE)
-    assert _render(qwen, messages, False).endswith("<|assistant|><think>\n\n</think>\n\n")
-    assert _render(qwen, messages, True).endswith("<|assistant|><think>\n")  # opened by the engine
+    assert _prompt(qwen, messages, False).endswith("<|assistant|><think>\n\n</think>\n\n")
+    assert _prompt(qwen, messages, True).endswith("<|assistant|><think>\n")  # opened by the engine
     # anything else: the engine prefills the think block
     plain = _with_template(model, PLAIN)
-    assert _render(plain, messages, False).endswith("<|assistant|><think>\n</think>\n\n")
-    assert _render(plain, messages, True).endswith("<|assistant|><think>\n")
-    assert _render(plain, messages, None).endswith("<|assistant|>")
+    assert _prompt(plain, messages, False).endswith("<|assistant|><think>\n</think>\n\n")
+    assert _prompt(plain, messages, True).endswith("<|assistant|><think>\n")
+    assert _prompt(plain, messages, None).endswith("<|assistant|>")
+
+
+def test_the_switch_keeps_the_system_prompt_intact():
+    system = "Rules:\n  1. Answer in JSON.\n  2. See https://x.org/thinking/api /think\n"
+    [message, _] = thinking_messages("... /no_think ...", [{"role": "system", "content": system},
+                                                          {"role": "user", "content": "q"}], False)[0]
+    assert message["content"] == "Rules:\n  1. Answer in JSON.\n  2. See https://x.org/thinking/api\n/no_think"
+
+
+def test_think_markers_in_messages_are_text(model):
+    question = [{"role": "user", "content": "What is the <think> tag for?"}]
+    for template in (QWEN_STYLE, PLAIN):
+        templated = _with_template(model, template)
+        text, phase = _render(templated, question, None)
+        assert phase is Phase.BEFORE and text.endswith("<|assistant|>")
+        text, phase = _render(templated, question, False)
+        assert phase is Phase.ANSWER and text.endswith("<think>\n\n</think>\n\n" if template == QWEN_STYLE
+                                                       else "<|assistant|><think>\n</think>\n\n")
+    final, _ = _run(_with_template(model, PLAIN), Script(model, None, "An HTML-like tag."), messages=question)
+    assert (final.reasoning, final.content) == ("", "An HTML-like tag.")
 
 
 def test_generic_template_thinking_on_and_off_on_the_backend(model):
@@ -229,9 +260,13 @@ def test_context_overflow_drops_oldest_turns_or_refuses(package):
             history += [{"role": "user", "content": f"{i} {turn}"}, {"role": "assistant", "content": f"answer {i}"}]
         history.append({"role": "user", "content": "last question"})
         final, events = _run(small, messages=history, max_tokens=4, think=False)
-        notices = [e.text for e in events if isinstance(e, Notice)]
-        assert notices and all("dropped the" in n for n in notices)
+        notices = [e for e in events if isinstance(e, Notice)]
+        assert notices and all("dropped the" in n.text and n.dropped_messages > 0 for n in notices)
         assert final.usage.prompt_tokens < 96
+        conversation = Conversation(small, settings={"max_tokens": 4, "think": False}, messages=history[:-1])
+        dropped = sum(e.dropped_messages for e in conversation.send("last question") if isinstance(e, Notice))
+        assert dropped and len(conversation.messages) == len(history) - dropped + 1  # the history forgot them too
+        assert history[0] not in conversation.messages
         with pytest.raises(ContextOverflowError, match="context holds 96"):
             list(small.chat(history, context_policy="error", max_tokens=4))
         with pytest.raises(ContextOverflowError):
@@ -263,6 +298,8 @@ def test_options_take_package_defaults_and_validate():
     assert opts.sampling == SamplingParams(temperature=0.6, top_p=0.95, seed=3)
     assert (opts.max_tokens, opts.stop) == (77, ("END",))
     assert options({}).sampling.temperature == 0.7
+    assert options({"do_sample": False, "temperature": 0.6}).sampling.temperature == 0.0  # greedy, as transformers
+    assert options({"do_sample": False}, temperature=0.3).sampling.temperature == 0.3
     with pytest.raises(localai.LocalAIError, match="reasoning_budget"):
         options({}, reasoning_budget=-1)
     assert ChatOptions(think=True, reasoning_budget=0).effective_think is False

@@ -24,3 +24,15 @@ def test_templates_run_in_a_sandbox():
         render("{{ raise_exception('no system role') }}", [])
     with pytest.raises(ChatTemplateError, match="chat template failed"):
         render("{% for %}", [])
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ('a' * 100000) * 2000 }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
+    "{{ 2 ** 100000 }}",
+    "{{ 1 / 0 }}",
+    "{{ 'x' + 1 }}",
+])
+def test_runaway_or_broken_templates_fail_as_template_errors(template):
+    with pytest.raises(ChatTemplateError, match="chat template failed"):
+        render(template, [])

@@ -36,12 +36,20 @@ def test_load_by_folder_manifest_store_name_and_bare_gguf(package, tmp_path, iso
     assert bare.tokenizer["bos_token"] == "<s>" and bare.tokenizer["add_bos"] is True
 
 
-def test_hybrid_context_defaults_to_a_sane_size(package):
+def test_hybrid_context_defaults_to_a_sane_size(package, small_checkpoint, tmp_path):
     model = localai.load(package("nemotron_h", "f16"))
     assert model.manifest.context_length == 2048  # max_position_embeddings of this checkpoint
     assert model.backend.n_ctx == 2048
     model.close()
     assert localai.load(package("nemotron_h", "f16"), n_ctx=300).backend.n_ctx == 300
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | {"max_position_embeddings": 2**20}))
+    huge = convert(str(small_checkpoint), quant="q8_0", output=tmp_path / "huge")
+    model = localai.load(huge.root)
+    assert (model.manifest.context_length, model.backend.n_ctx) == (2**20, 4096)
+    model.close()
+    with pytest.raises(BackendError, match="must be positive"):
+        localai.load(huge.root, n_ctx=0)
 
 
 def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpoint, tmp_path):
@@ -101,3 +109,21 @@ def test_runtime_and_converter_never_import_torch_or_transformers(small_checkpoi
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_odd_metadata_in_a_bare_gguf_does_not_refuse_it(tmp_path):
+    import gguf
+
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_uint32("general.file_type", 9999)
+    writer.add_string("llama.context_length", "lots")
+    writer.add_uint32("tokenizer.ggml.bos_token_id", 10**6)
+    writer.add_uint32("tokenizer.chat_template", 3)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    manifest = localai.model.resolve(path).manifest
+    assert (manifest.artifacts[0].quant, manifest.context_length) == ("unknown", 4096)
+    assert manifest.tokenizer["bos_token"] is None and manifest.chat_template is None

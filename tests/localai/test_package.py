@@ -56,3 +56,13 @@ def test_manifest_round_trip_and_schema_check(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1}))
     with pytest.raises(PackageError, match="malformed manifest"):
         Package.open(tmp_path)
+
+
+def test_a_package_written_meanwhile_by_another_process_is_not_overwritten(tmp_path):
+    target = tmp_path / "pkg"
+    with pytest.raises(PackageError, match="already exists"), staged_directory(target) as first:
+        (first / "mine").write_text("1")
+        with staged_directory(target) as second:  # finishes first
+            write_manifest(second, _manifest())
+    assert Package.open(target).manifest.name == "m"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
