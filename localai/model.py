@@ -94,6 +94,9 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     path = package.path_of(artifact)
     if not path.is_file():
         raise PackageError(f"package {package.manifest.name} lacks its artifact {artifact.path}")
+    if path.stat().st_size != artifact.bytes:  # cheap; the full hash check is `localai verify`'s job
+        raise PackageError(f"package {package.manifest.name}: {artifact.path} has {path.stat().st_size} bytes, "
+                           f"the manifest says {artifact.bytes} (incomplete or corrupt copy)")
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length)
     cache = kv_cache or ("f32" if artifact.quant == "f32" else "f16")
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache)
@@ -157,7 +160,7 @@ def bare_gguf_package(path: Path) -> Package:
     manifest = Manifest(
         name=path.stem,
         architecture=arch,
-        artifacts=[Artifact(str(path.resolve()), "gguf", quant, path.stat().st_size, "")],
+        artifacts=[Artifact(path.name, "gguf", quant, path.stat().st_size, "")],
         context_length=context if isinstance(context, int) and context > 0 else DEFAULT_CONTEXT,
         tokenizer={
             "bos_token": token_text("tokenizer.ggml.bos_token_id"),

@@ -112,7 +112,11 @@ class Package:
         return cls(root, Manifest.from_dict(read_json_object(path, MANIFEST_NAME, PackageError)))
 
     def path_of(self, artifact: Artifact) -> Path:
-        return (self.root / artifact.path).resolve()
+        """Where `artifact` lies; a manifest cannot point outside its package."""
+        path = (self.root / artifact.path).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise PackageError(f"package {self.manifest.name}: artifact path {artifact.path!r} leaves the package")
+        return path
 
 
 def file_sha256(path: Path, chunk: int = 8 * 1024 * 1024) -> str:

@@ -150,7 +150,9 @@ def test_missing_source(cli, tmp_path):
 
 
 def test_repo_id_offline_names_the_missing_files(cli):
-    _assert_clean_failure(cli("convert", "nobody/no-such-model"), fragment="not in the local Hugging Face cache")
+    result = cli("convert", "nobody/no-such-model")
+    _assert_clean_failure(result, fragment="not in the local Hugging Face cache")
+    assert "needed files: config.json" in result.err and "model.safetensors" in result.err
 
 
 def test_usage_errors_are_one_line(cli):

@@ -35,13 +35,21 @@ def test_greedy_raw_run_matches_transformers_generate(name, cli, package, checkp
 
 
 def test_chat_run_applies_template_and_streams_text(cli, package):
+    import localai
+
     result = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there", "--no-think", "--max-tokens", "8",
                  "--seed", "3")
     assert result.code == 0, result.err
     assert result.err == ""
     again = cli("run", str(package("nemotron_h", "f32")), "--prompt", "hi there", "--no-think", "--max-tokens", "8",
-                "--seed", "3")
-    assert again.out == result.out  # same seed, same text
+                "--seed", "3", "--json")
+    report = json.loads(again.out)
+    assert report["content"] + "\n" == result.out  # same seed, same text
+    model = localai.load(package("nemotron_h", "f32"))
+    rendered = model.render([{"role": "system", "content": "/no_think"}, {"role": "user", "content": "hi there"}])
+    assert rendered.endswith("<|user|>hi there<|end|>\n<|assistant|><think></think>")
+    assert report["usage"]["prompt_tokens"] == len(model.tokenize_prompt(rendered))
+    model.close()
 
 
 def test_run_reports_bad_model_in_one_line(cli, tmp_path):

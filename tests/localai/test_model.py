@@ -88,6 +88,19 @@ def test_backend_refuses_bad_token_ids_and_context_overflow(package):
     model.close()
 
 
+def test_truncated_or_escaping_artifacts_are_refused(package, tmp_path):
+    copy = shutil.copytree(package("llama", "f16"), tmp_path / "copy")
+    artifact = next(copy.glob("*.gguf"))
+    artifact.write_bytes(artifact.read_bytes()[:-100])
+    with pytest.raises(PackageError, match="incomplete or corrupt"):
+        localai.load(copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"][0]["path"] = "../../etc/passwd"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackageError, match="leaves the package"):
+        localai.load(copy)
+
+
 def test_missing_artifact_and_unknown_model(package, tmp_path):
     broken = shutil.copytree(package("llama", "f16"), tmp_path / "broken")
     for gguf_file in broken.glob("*.gguf"):
