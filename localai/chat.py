@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,7 +86,8 @@ class Timings:
 class Final:
     content: str
     reasoning: str
-    finish_reason: str  # "stop": end-of-turn token or stop string; "length": max_tokens or context full
+    # "stop": end-of-turn token or stop string; "length": max_tokens or context full; "cancelled"
+    finish_reason: str
     usage: Usage
     timings: Timings
     tokens: list[int] = field(default_factory=list)  # what followed the prompt in the context, in order
@@ -147,7 +149,7 @@ def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
 
 
 def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sampler: TokenChooser | None = None,
-         ) -> Iterator[Event]:
+         cancel: threading.Event | None = None) -> Iterator[Event]:
     """Answer the conversation `messages` (the last one from the user)."""
     markers = model.manifest.thinking
     if markers is None and (opts.think is not None or opts.reasoning_budget is not None):
@@ -173,11 +175,11 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
         yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {model.backend.n_ctx} tokens",
                      dropped_messages=dropped)
     yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
-                        stop_tokens=model.end_of_turn_ids, sampler=sampler)
+                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
 
 
 def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,
-             ) -> Iterator[Event]:
+             cancel: threading.Event | None = None) -> Iterator[Event]:
     """Plain completion of `text`: no template, no reasoning."""
     prompt = model.tokenize_raw(text)
     if not prompt:
@@ -185,7 +187,7 @@ def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChoose
     if len(prompt) >= model.backend.n_ctx:
         raise ContextOverflowError(f"the prompt needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}")
     yield from generate(model.backend, prompt, opts, markers=None, phase=Phase.ANSWER,
-                        stop_tokens=model.end_of_turn_ids, sampler=sampler)
+                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
 
 
 def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, Phase]:
@@ -223,10 +225,13 @@ def generate(
     phase: Phase,
     stop_tokens: frozenset[int] = frozenset(),
     sampler: TokenChooser | None = None,
+    cancel: threading.Event | None = None,
 ) -> Iterator[Event]:
     """The token loop: prefill `prompt` once, then sample one token at a time.
 
     `sampler` replaces the sampler built from `opts.sampling` (constrained decoding, scripted tests).
+    Setting `cancel` (from any thread) ends the request at the next token with finish reason
+    "cancelled"; the texts so far are kept in the final event.
     """
     started = time.perf_counter()
     sampler = sampler or Sampler(opts.sampling)
@@ -264,6 +269,9 @@ def generate(
     logits = backend.eval(prompt)
     prefilled_at = time.perf_counter()
     while generated < opts.max_tokens:
+        if cancel is not None and cancel.is_set():
+            finish = "cancelled"
+            break
         token = sampler(logits, context)
         if backend.is_end_of_generation(token) or token in stop_tokens:
             finish = "stop"
@@ -340,11 +348,12 @@ class Conversation:
         if self.system and not self.messages:
             self.messages.append({"role": "system", "content": self.system})
 
-    def send(self, text: str, **overrides: Any) -> Iterator[Event]:
+    def send(self, text: str, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
+        """Stream the answer to `text`; once it is final (or cancelled: the partial answer), it joins the history."""
         request = [*self.messages, {"role": "user", "content": text}]
         final: Final | None = None
         dropped = 0
-        for event in self.model.chat(request, **{**self.settings, **overrides}):
+        for event in self.model.chat(request, cancel=cancel, **{**self.settings, **overrides}):
             if isinstance(event, Final):
                 final = event
             elif isinstance(event, Notice):
@@ -361,6 +370,14 @@ class Conversation:
             return f"{markers.start}\n{final.reasoning}\n{markers.end}\n\n{final.content}"
         return final.content
 
+    def regenerate(self, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
+        """Answer the last user message again, replacing the last answer."""
+        if len(self.messages) < 2 or self.messages[-1]["role"] != "assistant" or self.messages[-2]["role"] != "user":
+            raise LocalAIError("there is no answer to regenerate yet")
+        self.messages.pop()
+        question = self.messages.pop()["content"]
+        return self.send(question, cancel=cancel, **overrides)
+
     def reset(self) -> None:
         self.messages[:] = [{"role": "system", "content": self.system}] if self.system else []
 
@@ -368,6 +385,21 @@ class Conversation:
         """Write the conversation as JSON (model name and messages)."""
         data = {"model": self.model.manifest.name, "messages": self.messages}
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def to_markdown(self) -> str:
+        """The conversation as a Markdown document; reasoning is kept in a collapsed details block."""
+        markers = self.model.manifest.thinking
+        lines = [f"# Chat with {self.model.manifest.name}", ""]
+        for message in self.messages:
+            content = str(message["content"])
+            if markers and message["role"] == "assistant" and markers.end in content:
+                thought, _, content = content.partition(markers.end)
+                thought = thought.replace(markers.start, "", 1).strip()
+                lines += ["**assistant**", "", "<details><summary>Thinking</summary>", "", thought, "", "</details>",
+                          "", content.strip(), ""]
+            else:
+                lines += [f"**{message['role']}**", "", content.strip(), ""]
+        return "\n".join(lines)
 
 
 def collect(events: Iterator[Event]) -> Final:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +42,21 @@ class Model:
         """Token ids that end a turn besides the backend's own end-of-generation tokens."""
         return frozenset(int(t) for t in self.manifest.tokenizer.get("eos_token_ids", []))
 
-    def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, **settings: Any,
-             ) -> Iterator[chat_engine.Event] | chat_engine.Final:
+    def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, cancel: threading.Event | None = None,
+             **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
         """Answer a conversation. `settings`: think, reasoning_budget, reasoning_grace, max_tokens,
         temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, context_policy (None = the
-        package's default). Streams events, or returns the final event when `stream` is False."""
-        events = chat_engine.chat(self, messages, chat_engine.options(self.manifest.generation_defaults, **settings))
+        package's default). Streams events, or returns the final event when `stream` is False; setting
+        `cancel` ends the answer early."""
+        opts = chat_engine.options(self.manifest.generation_defaults, **settings)
+        events = chat_engine.chat(self, messages, opts, cancel=cancel)
         return events if stream else chat_engine.collect(events)
 
-    def complete(self, text: str, *, stream: bool = True, **settings: Any,
-                 ) -> Iterator[chat_engine.Event] | chat_engine.Final:
+    def complete(self, text: str, *, stream: bool = True, cancel: threading.Event | None = None,
+                 **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
         """Continue `text` as is: no chat template, no reasoning handling."""
-        events = chat_engine.complete(self, text, chat_engine.options(self.manifest.generation_defaults, **settings))
+        opts = chat_engine.options(self.manifest.generation_defaults, **settings)
+        events = chat_engine.complete(self, text, opts, cancel=cancel)
         return events if stream else chat_engine.collect(events)
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from localai.errors import PackageError
+from localai.package import Package
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
@@ -45,3 +46,17 @@ def default_name(source_name: str, quant: str) -> str:
 
 def package_path(name: str) -> Path:
     return models_dir() / validate_name(name)
+
+
+def packages() -> list[Package]:
+    """The readable packages in the store, by name (staging folders and broken entries are skipped)."""
+    root = models_dir()
+    found = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        try:
+            found.append(Package.open(entry))
+        except PackageError:
+            continue
+    return found

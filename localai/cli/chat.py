@@ -28,15 +28,36 @@ COMMANDS = {
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser("chat", parents=parents, help="chat with a model in the terminal",
-                       description="Chat with a model. --plain: line mode (the full-screen app comes later).")
-    p.add_argument("model", metavar="MODEL", help="package folder, manifest.json, store name or .gguf file")
+                       description="Chat with a model in a full-screen terminal app (--plain: line mode).")
+    p.add_argument("model", metavar="MODEL", nargs="?",
+                   help="package folder, manifest.json, store name or .gguf file (default: choose from the store)")
     p.add_argument("--plain", action="store_true", help="line mode, no full-screen app")
     p.add_argument("--system", help="system prompt")
+    p.add_argument("--save-dir", type=Path, help="where Ctrl+S and metrics exports write (default: LOCALAI_HOME/chats)")
     add_generation_arguments(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.plain:
+        return _run_app(args)
+    if args.model is None:
+        raise LocalAIError("--plain needs a MODEL")
+    return _run_plain(args)
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    from localai import store
+    from tui.app import ChatApp
+
+    app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads},
+                  settings=generation_settings(args), save_dir=args.save_dir or store.home() / "chats",
+                  system=args.system)
+    app.run()
+    return 0
+
+
+def _run_plain(args: argparse.Namespace) -> int:
     import localai
     from localai.chat import Conversation
 

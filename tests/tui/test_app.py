@@ -1,0 +1,123 @@
+"""The chat app end to end on a real converted GGUF package, driven by Textual's Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from textual.widgets import Markdown
+
+from tests.tui.helpers import chat_screen, send, until
+from tui.app import ChatApp
+from tui.screens.picker import PickerScreen
+from tui.widgets.prompt import PromptInput
+from tui.widgets.slider import Slider
+from tui.widgets.transcript import AssistantMessage, UserMessage
+
+
+@pytest.fixture
+def app_for(package, tmp_path):
+    def make(n_ctx=1024, **settings):
+        return ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": n_ctx}, settings=settings,
+                       save_dir=tmp_path / "saved")
+    return make
+
+
+def test_send_a_message_and_see_the_streamed_answer(app_for):
+    async def scenario():
+        app = app_for(think=False, temperature=0.0, max_tokens=24)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await send(pilot, "hello there")
+            [user] = screen.query(UserMessage)
+            assert str(user.content) == "hello there"
+            [answer] = screen.query(AssistantMessage)
+            final_text = screen.conversation.messages[-1]["content"]
+            assert final_text and answer.query_one(Markdown).source == final_text
+            assert screen.metrics[-1].answer_tokens > 0 and screen.metrics[-1].reasoning_tokens == 0
+            assert "tokens" in str(answer.status.content)
+    asyncio.run(scenario())
+
+
+def test_the_budget_slider_limits_the_next_turn(app_for):
+    async def scenario():
+        app = app_for(think=True, temperature=1.0, seed=1, max_tokens=200)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await send(pilot, "think about it")
+            assert screen.metrics[-1].reasoning_tokens > 24  # unlimited: the random model thinks on
+            slider = screen.query_one("#budget", Slider)
+            slider.focus()
+            await pilot.press("home", "right")
+            assert slider.value == 16
+            screen.query_one("#prompt").focus()
+            await send(pilot, "and again")
+            assert 0 < screen.metrics[-1].reasoning_tokens <= 16 + 8  # budget plus default grace
+            [_, second] = screen.query(AssistantMessage)
+            assert second.thinking.title == f"Thinking ({screen.metrics[-1].reasoning_tokens} tokens)"
+            assert second.thinking.collapsed
+    asyncio.run(scenario())
+
+
+def test_escape_stops_the_answer_and_keeps_it(app_for):
+    async def scenario():
+        # greedy, this random model answers for several hundred tokens before it ends its turn
+        app = app_for(n_ctx=16384, think=False, temperature=0.0, max_tokens=20000)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await chat_screen(pilot)
+            # posted directly: pilot.press("enter") would wait until the app is idle, i.e. the answer is over
+            screen.query_one(PromptInput).post_message(PromptInput.Submitted("go on and on"))
+            await until(pilot, lambda: screen.busy, timeout=5)
+            await pilot.press("escape")
+            await until(pilot, lambda: not screen.busy)
+            assert screen.metrics[-1].finish_reason == "cancelled"
+            assert screen.metrics[-1].answer_tokens < 20000
+            assert screen.conversation.messages[-1]["role"] == "assistant"  # the partial answer is kept
+    asyncio.run(scenario())
+
+
+def test_save_regenerate_and_new_chat(app_for, tmp_path):
+    async def scenario():
+        app = app_for(think=False, temperature=0.0, max_tokens=12)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await send(pilot, "hello")
+            await pilot.press("ctrl+s")
+            saved = sorted((tmp_path / "saved").iterdir())
+            assert [p.suffix for p in saved] == [".json", ".md"]
+            assert json.loads(saved[0].read_text())["messages"] == screen.conversation.messages
+            assert "**user**" in saved[1].read_text()
+            await pilot.press("ctrl+e")
+            assert len(list((tmp_path / "saved").glob("metrics-*"))) == 2
+            before = screen.conversation.messages[-1]["content"]
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: not screen.busy and len(screen.metrics) == 2)
+            assert len(screen.query(AssistantMessage)) == 1 and len(screen.conversation.messages) == 2
+            assert screen.conversation.messages[-1]["content"] == before  # greedy: the same answer again
+            await pilot.press("ctrl+n")
+            await until(pilot, lambda: not screen.query(UserMessage))
+            assert screen.conversation.messages == [] and screen.metrics == []
+    asyncio.run(scenario())
+
+
+def test_a_model_that_fails_to_load_leaves_the_app_running(tmp_path):
+    async def scenario():
+        app = ChatApp(str(tmp_path / "missing.gguf"), save_dir=tmp_path)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(pilot, lambda: any("Cannot load" in (n.title or "") for n in app._notifications))
+            assert isinstance(app.screen, PickerScreen)
+    asyncio.run(scenario())
+
+
+def test_picker_lists_the_store_and_opens_a_model(package, isolated_store, tmp_path):
+    import shutil
+
+    shutil.copytree(package("nemotron_h", "q8_0"), isolated_store / "models" / "tiny")
+
+    async def scenario():
+        app = ChatApp(None, load_options={"n_ctx": 512}, save_dir=tmp_path)
+        async with app.run_test(size=(140, 40)) as pilot:
+            table = app.screen.query_one("#models")
+            assert table.row_count == 1
+            await pilot.press("enter")
+            screen = await chat_screen(pilot)
+            assert screen.model.manifest.name == "nemotron-h-q8_0"
+    asyncio.run(scenario())

@@ -1,0 +1,44 @@
+"""Snapshots of the main screens (pytest-textual-snapshot; refresh with `pytest --snapshot-update`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.helpers import chat_screen, until
+from tui.app import ChatApp
+from tui.widgets.prompt import PromptInput
+
+SIZE = (120, 36)
+
+
+@pytest.fixture
+def fixed_home(monkeypatch):
+    # the picker shows the store's path: the same on every run, and never created (the store stays empty)
+    monkeypatch.setenv("LOCALAI_HOME", "/nonexistent/localai-snapshot-home")
+
+
+async def _loaded(pilot) -> None:
+    screen = await chat_screen(pilot)
+    screen.query_one(PromptInput).cursor_blink = False  # a blinking cursor would make two pictures
+    await until(pilot, lambda: not pilot.app._notifications, timeout=10)  # the "Loading" toast is gone
+    await pilot.pause()
+
+
+def test_picker_with_an_empty_store(snap_compare, fixed_home, tmp_path):
+    assert snap_compare(ChatApp(None, save_dir=tmp_path), terminal_size=SIZE)
+
+
+def test_chat_screen(snap_compare, package, tmp_path):
+    app = ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": 1024}, save_dir=tmp_path,
+                  settings={"reasoning_budget": 256, "temperature": 0.6})
+    assert snap_compare(app, terminal_size=SIZE, run_before=_loaded)
+
+
+def test_help_screen(snap_compare, package, tmp_path):
+    app = ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": 1024}, save_dir=tmp_path)
+
+    async def open_help(pilot) -> None:
+        await _loaded(pilot)
+        await pilot.press("f1")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_help)

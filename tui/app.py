@@ -1,0 +1,82 @@
+"""The `localai chat` app: a model picker, then the chat screen. Models load on a worker thread; a
+model that fails to load is reported as a notification and the picker stays open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+import localai
+from localai.model import Model
+from tui.screens.chat import ChatScreen
+from tui.screens.help import HelpScreen
+from tui.screens.picker import PickerScreen
+
+
+class ChatApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "localai"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help"),
+    ]
+
+    def __init__(self, model: str | None = None, *, load_options: dict[str, Any] | None = None,
+                 settings: dict[str, Any] | None = None, save_dir: Path, system: str | None = None) -> None:
+        super().__init__()
+        self.model_ref = model
+        self.load_options = load_options or {}
+        self.settings = settings or {}
+        self.save_dir = save_dir
+        self.system = system
+        self.model: Model | None = None
+
+    def on_mount(self) -> None:
+        self.push_screen(PickerScreen())
+        if self.model_ref:
+            self.open_model(self.model_ref)
+
+    def open_model(self, ref: str) -> None:
+        """Load `ref` on a worker thread, then open the chat on it."""
+        self.notify(f"Loading {Path(ref).name} …", timeout=2)
+        self.run_worker(lambda: self._load(ref), thread=True, exclusive=True, group="load")
+
+    def _load(self, ref: str) -> None:
+        try:
+            model = localai.load(ref, **self.load_options)
+        except Exception as exc:  # the app keeps running; the picker stays open
+            message = str(exc) if isinstance(exc, localai.LocalAIError) else f"{type(exc).__name__}: {exc}"
+            self.call_from_thread(self.notify, " ".join(message.split()), title="Cannot load the model",
+                                  severity="error", timeout=10)
+            return
+        self.call_from_thread(self._open_chat, model)
+
+    def _open_chat(self, model: Model) -> None:
+        if self.model is not None:
+            self.model.close()
+        self.model = model
+        self.push_screen(ChatScreen(model, settings=self.settings, save_dir=self.save_dir, system=self.system))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "Show the keys (F1)", self.action_help)
+        if isinstance(screen, ChatScreen):
+            yield SystemCommand("Stop", "Stop the answer, keep what it said (Esc)", screen.action_stop)
+            yield SystemCommand("New chat", "Forget the conversation (Ctrl+N)", screen.action_new_chat)
+            yield SystemCommand("Regenerate", "Answer the last message again (Ctrl+R)", screen.action_regenerate)
+            yield SystemCommand("Save", "Save the conversation as JSON and Markdown (Ctrl+S)", screen.action_save)
+            yield SystemCommand("Export metrics", "Per-turn metrics as CSV and JSON (Ctrl+E)",
+                                screen.action_export_metrics)
+
+    def on_unmount(self) -> None:
+        if self.model is not None:
+            self.model.close()

@@ -1,0 +1,237 @@
+"""The chat screen: transcript and prompt on the left, controls and profiling on the right.
+
+Generation runs on a worker thread and puts the engine's events on a queue; the screen drains the
+queue at a fixed frame rate and applies each frame's text in one append. However fast tokens arrive,
+the interface does a bounded amount of work per frame and stays responsive.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options
+from localai.errors import LocalAIError
+from localai.model import Model
+from localai.profiling import TurnMetrics, export_metrics
+from tui.widgets.controls import ControlPanel
+from tui.widgets.profiling import ProfilingPanel
+from tui.widgets.prompt import PromptInput
+from tui.widgets.transcript import AssistantMessage, Transcript
+
+FRAME_SECONDS = 1 / 30
+RATE_WINDOW_SECONDS = 0.25
+_DONE = object()  # end of one turn's events
+
+
+class ChatScreen(Screen[None]):
+    # priority: the prompt (a TextArea) has its own uses for some of these keys
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "stop", "Stop", priority=True),
+        Binding("ctrl+n", "new_chat", "New chat", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
+        Binding("ctrl+e", "export_metrics", "Export metrics", priority=True, show=False),
+    ]
+
+    def __init__(self, model: Model, *, settings: dict[str, Any], save_dir: Path, system: str | None = None) -> None:
+        """`settings`: generation settings given on the command line (None = the package's defaults)."""
+        super().__init__()
+        self.model = model
+        self.save_dir = save_dir
+        self.conversation = Conversation(model, system=system)
+        self.overrides = {k: v for k, v in settings.items() if v is not None}
+        opts = options(model.manifest.generation_defaults, **self.overrides)
+        self.initial = {"think": opts.think if opts.think is not None else model.manifest.thinking is not None,
+                        "budget": opts.reasoning_budget, "temperature": opts.sampling.temperature,
+                        "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}
+        self.metrics: list[TurnMetrics] = []
+        self.busy = False
+        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._current: AssistantMessage | None = None
+        self._reset_when_done = False
+        self._deltas_in_window = 0
+        self._window_started = time.perf_counter()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="main"):
+                yield Transcript(id="transcript")
+                yield PromptInput(id="prompt")
+            with Vertical(id="sidebar"):
+                yield ControlPanel(**self.initial)
+                yield ProfilingPanel(self.model.backend.n_ctx)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "localai"
+        self.sub_title = f"{self.model.manifest.name} · {self.model.backend.name} · offline"
+        self.set_interval(FRAME_SECONDS, self._drain)
+        self.call_after_refresh(self.query_one(PromptInput).focus)
+
+    # --- turns -------------------------------------------------------------------------------------
+
+    async def on_prompt_input_submitted(self, message: PromptInput.Submitted) -> None:
+        if self.busy:
+            self.notify("The model is still answering: Esc stops it.", severity="warning")
+            return
+        await self.query_one(Transcript).add_user(message.text)
+        await self._start(message.text)
+
+    async def _start(self, text: str | None) -> None:
+        """Start a turn: answer `text`, or regenerate the last answer when `text` is None."""
+        settings = {**self.overrides, **self.query_one(ControlPanel).settings()}
+        self._current = await self.query_one(Transcript).add_assistant()
+        self._cancel = threading.Event()
+        self.busy = True
+        self._window_started, self._deltas_in_window = time.perf_counter(), 0
+        self.run_worker(lambda: self._generate(text, settings), thread=True, group="generation")
+
+    def _generate(self, text: str | None, settings: dict[str, Any]) -> None:
+        """Worker thread: run the turn, hand every event to the interface."""
+        try:
+            if text is None:
+                events = self.conversation.regenerate(cancel=self._cancel, **settings)
+            else:
+                events = self.conversation.send(text, cancel=self._cancel, **settings)
+            for event in events:
+                self._events.put(event)
+        except Exception as exc:  # a failed turn (or a backend crash) must not take the app down
+            self._events.put(exc)
+        finally:
+            self._events.put(_DONE)
+
+    async def _drain(self) -> None:
+        """Once a frame: apply what the worker produced since the last frame."""
+        reasoning: list[str] = []
+        answer: list[str] = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(event, ReasoningDelta):
+                reasoning.append(event.text)
+            elif isinstance(event, ContentDelta):
+                answer.append(event.text)
+            else:
+                await self._flush(reasoning, answer)
+                reasoning, answer = [], []
+                await self._handle(event)
+        await self._flush(reasoning, answer)
+        if self.busy:
+            self._sample_rate()
+
+    async def _flush(self, reasoning: list[str], answer: list[str]) -> None:
+        if self._current is None:
+            return
+        self._deltas_in_window += len(reasoning) + len(answer)
+        if reasoning:
+            await self._current.add_reasoning("".join(reasoning))
+        if answer:
+            await self._current.add_answer("".join(answer))
+
+    async def _handle(self, event: object) -> None:
+        if isinstance(event, Notice):
+            self.notify(event.text, title="Note")
+        elif isinstance(event, Final):
+            metrics = TurnMetrics.of(len(self.metrics) + 1, event, self.model.backend.n_ctx)
+            self.metrics.append(metrics)
+            self.query_one(ProfilingPanel).record(metrics)
+            if self._current is not None:
+                await self._current.finish(event.usage.reasoning_tokens, _status(event))
+        elif isinstance(event, BaseException):
+            message = str(event) if isinstance(event, LocalAIError) else f"{type(event).__name__}: {event}"
+            self.notify(" ".join(message.split()), title="Generation failed", severity="error")
+            if self._current is not None:
+                await self._current.finish(0, "failed")
+        elif event is _DONE:
+            self.busy = False
+            self._current = None
+            if self._reset_when_done:
+                await self._reset()
+
+    def _sample_rate(self) -> None:
+        elapsed = time.perf_counter() - self._window_started
+        if elapsed >= RATE_WINDOW_SECONDS:
+            self.query_one(ProfilingPanel).sample(self._deltas_in_window / elapsed)
+            self._window_started, self._deltas_in_window = time.perf_counter(), 0
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        """Stop the answer; what was generated so far is kept."""
+        if self.busy:
+            self._cancel.set()
+
+    async def action_new_chat(self) -> None:
+        if self.busy:
+            self._reset_when_done = True
+            self._cancel.set()
+        else:
+            await self._reset()
+
+    async def _reset(self) -> None:
+        self._reset_when_done = False
+        self.conversation.reset()
+        await self.query_one(Transcript).remove_children()
+        self.query_one(ProfilingPanel).clear()
+        self.metrics.clear()
+        self.notify("New chat")
+
+    async def action_regenerate(self) -> None:
+        if self.busy:
+            self.notify("The model is still answering: Esc stops it.", severity="warning")
+            return
+        answers = self.query_one(Transcript).query(AssistantMessage)
+        if not answers or not self.conversation.messages or self.conversation.messages[-1]["role"] != "assistant":
+            self.notify("There is no answer to regenerate yet.", severity="warning")
+            return
+        await answers.last().remove()
+        await self._start(None)
+
+    def action_save(self) -> None:
+        """Save the conversation as JSON and Markdown."""
+        stem = self._stem("chat")
+        try:
+            self.conversation.save(stem.with_suffix(".json"))
+            stem.with_suffix(".md").write_text(self.conversation.to_markdown(), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"Cannot save: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"Saved {stem.with_suffix('.json')} and .md", title="Saved")
+
+    def action_export_metrics(self) -> None:
+        """Export the session's per-turn metrics as CSV and JSON."""
+        stem = self._stem("metrics")
+        try:
+            export_metrics(self.metrics, stem.with_suffix(".csv"))
+            export_metrics(self.metrics, stem.with_suffix(".json"))
+        except OSError as exc:
+            self.notify(f"Cannot export: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"Exported {stem.with_suffix('.csv')} and .json", title="Metrics")
+
+    def _stem(self, kind: str) -> Path:
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return self.save_dir / f"{kind}-{self.model.manifest.name}-{stamp}"
+
+
+def _status(final: Final) -> str:
+    reasons = {"stop": "", "length": " · stopped at the token limit", "cancelled": " · stopped"}
+    rate = final.timings.decode_tokens_per_s
+    return (f"{final.usage.completion_tokens} tokens"
+            f"{f' · {rate:.0f} tok/s' if rate else ''}{reasons.get(final.finish_reason, '')}")
