@@ -3,6 +3,7 @@ model that fails to load is reported as a notification and the picker stays open
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,8 @@ from localai.model import Model
 from tui.screens.chat import ChatScreen
 from tui.screens.help import HelpScreen
 from tui.screens.picker import PickerScreen
+
+GIL_SWITCH_SECONDS = 0.0005
 
 
 class ChatApp(App[None]):
@@ -37,6 +40,9 @@ class ChatApp(App[None]):
         self.model: Model | None = None
 
     def on_mount(self) -> None:
+        # generation runs on a worker thread that needs the GIL for a moment per token; Python's default
+        # 5 ms switch interval would let a busy interface hold it for up to 5 ms each time
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.push_screen(PickerScreen())
         if self.model_ref:
             self.open_model(self.model_ref)
