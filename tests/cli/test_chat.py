@@ -111,3 +111,18 @@ def test_sigterm_ends_a_chat_even_while_it_answers(package, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
+
+
+def test_chat_without_plain_opens_the_app_with_the_command_line_settings(cli, monkeypatch, isolated_store):
+    from tui.app import ChatApp
+
+    opened = []
+    monkeypatch.setattr(ChatApp, "run", lambda self: opened.append(self))  # no terminal in the test runner
+    result = cli("chat", "some-model", "--ctx", "2048", "--no-think", "--reasoning-budget", "64", "--temperature",
+                 "0.2")
+    assert result.code == 0
+    [app] = opened
+    assert app.model_ref == "some-model" and app.load_options == {"n_ctx": 2048, "n_threads": None}
+    assert app.settings["think"] is False and app.settings["reasoning_budget"] == 64
+    assert app.settings["temperature"] == 0.2 and app.save_dir == isolated_store / "chats"
+    assert cli("chat", "--plain").code == 1  # line mode needs a model
