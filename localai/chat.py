@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from localai.errors import LocalAIError
+from localai.errors import BackendError, LocalAIError
 from localai.reasoning import (
     BudgetController,
     default_grace,
@@ -161,18 +161,27 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
         if model.first_time(notice):
             yield Notice(notice)
     messages = list(messages)
+    n_ctx = model.backend.n_ctx
+    # dropping turns should leave room for an answer, not just for the prompt
+    reserve = min(opts.max_tokens, n_ctx // 4)
+    dropped = 0
     while True:
         prompt_text, phase = _render(model, messages, opts.effective_think if markers else None)
         prompt = model.tokenize_prompt(prompt_text)
-        if len(prompt) < model.backend.n_ctx:
+        fits = len(prompt) < n_ctx
+        if len(prompt) + reserve <= n_ctx or (fits and opts.context_policy == "error"):
             break
-        dropped = _drop_oldest_turn(messages) if opts.context_policy == "drop_oldest" else 0
-        if not dropped:
+        removed = _drop_oldest_turn(messages) if opts.context_policy == "drop_oldest" else 0
+        if not removed and fits:
+            break
+        if not removed:
             raise ContextOverflowError(
-                f"the conversation needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}; "
+                f"the conversation needs {len(prompt)} tokens but the context holds {n_ctx}; "
                 "shorten it or load the model with a larger context"
             )
-        yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {model.backend.n_ctx} tokens",
+        dropped += removed
+    if dropped:
+        yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {n_ctx} tokens",
                      dropped_messages=dropped)
     yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
                         stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
@@ -253,6 +262,8 @@ def generate(
         for piece_phase, text in pieces:
             if stopped:
                 return
+            if piece_phase is Phase.ANSWER:  # the thought is over: what it held back comes first
+                yield from flush_reasoning_stops()
             released, match, _ = stops[piece_phase].feed(text)
             if released:
                 texts[piece_phase].append(released)
@@ -272,6 +283,8 @@ def generate(
         if cancel is not None and cancel.is_set():
             finish = "cancelled"
             break
+        if not np.isfinite(logits.max()):
+            raise BackendError("the model produced non-finite logits (NaN or infinity)")
         token = sampler(logits, context)
         if backend.is_end_of_generation(token) or token in stop_tokens:
             finish = "stop"
@@ -296,6 +309,7 @@ def generate(
                 assert splitter is not None and markers is not None
                 yield from emit(splitter.end_reasoning())
                 yield from flush_reasoning_stops()
+                decoder.reset()  # bytes of a character the cut thought never finished are not text
                 end_text = backend.tokenize(end_of_thinking_text(markers), add_bos=False, special=True)
                 to_eval.extend(end_text)
         if backend.n_past + len(to_eval) > backend.n_ctx:
@@ -371,19 +385,27 @@ class Conversation:
         return final.content
 
     def regenerate(self, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
-        """Answer the last user message again, replacing the last answer."""
+        """Answer the last user message again; the last answer is replaced once the new one exists."""
         if len(self.messages) < 2 or self.messages[-1]["role"] != "assistant" or self.messages[-2]["role"] != "user":
             raise LocalAIError("there is no answer to regenerate yet")
-        self.messages.pop()
-        question = self.messages.pop()["content"]
-        return self.send(question, cancel=cancel, **overrides)
+        before = list(self.messages)
+        question = before[-2]["content"]
+        self.messages[:] = before[:-2]
+        answered = False
+        try:
+            for event in self.send(question, cancel=cancel, **overrides):
+                answered = answered or isinstance(event, Final)
+                yield event
+        finally:
+            if not answered:
+                self.messages[:] = before
 
     def reset(self) -> None:
         self.messages[:] = [{"role": "system", "content": self.system}] if self.system else []
 
     def save(self, path: Path) -> None:
         """Write the conversation as JSON (model name and messages)."""
-        data = {"model": self.model.manifest.name, "messages": self.messages}
+        data = {"model": self.model.manifest.name, "messages": list(self.messages)}
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def to_markdown(self) -> str:

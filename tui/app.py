@@ -38,6 +38,7 @@ class ChatApp(App[None]):
         self.save_dir = save_dir
         self.system = system
         self.model: Model | None = None
+        self._loading = False
 
     def on_mount(self) -> None:
         # generation runs on a worker thread that needs the GIL for a moment per token; Python's default
@@ -48,25 +49,53 @@ class ChatApp(App[None]):
             self.open_model(self.model_ref)
 
     def open_model(self, ref: str) -> None:
-        """Load `ref` on a worker thread, then open the chat on it."""
+        """Load `ref` on a worker thread, then open the chat on it (one load at a time)."""
+        if self._loading:
+            self.notify("A model is already loading.", severity="warning")
+            return
+        self._loading = True
         self.notify(f"Loading {Path(ref).name} …", timeout=2)
-        self.run_worker(lambda: self._load(ref), thread=True, exclusive=True, group="load")
+        self.run_worker(lambda: self._load(ref), thread=True, group="load")
 
     def _load(self, ref: str) -> None:
         try:
             model = localai.load(ref, **self.load_options)
         except Exception as exc:  # the app keeps running; the picker stays open
             message = str(exc) if isinstance(exc, localai.LocalAIError) else f"{type(exc).__name__}: {exc}"
-            self.call_from_thread(self.notify, " ".join(message.split()), title="Cannot load the model",
-                                  severity="error", timeout=10)
+            self._from_worker(self._load_failed, " ".join(message.split()))
             return
-        self.call_from_thread(self._open_chat, model)
+        if not self._from_worker(self._open_chat, model):
+            model.close()  # the app quit while the model was loading
+
+    def _from_worker(self, callback: Any, *args: Any) -> bool:
+        try:
+            self.call_from_thread(callback, *args)
+        except RuntimeError:  # the app is no longer running
+            return False
+        return True
+
+    def _load_failed(self, message: str) -> None:
+        self._loading = False
+        self.notify(message, title="Cannot load the model", severity="error", timeout=10)
 
     def _open_chat(self, model: Model) -> None:
+        self._loading = False
+        try:
+            screen = ChatScreen(model, settings=self.settings, save_dir=self.save_dir, system=self.system)
+        except localai.LocalAIError as exc:
+            model.close()
+            self.notify(str(exc), title="Cannot open the chat", severity="error", timeout=10)
+            return
+        self._stop_generation()
         if self.model is not None:
-            self.model.close()
+            self.model.close()  # waits for the old chat's generation to stop at its next token
         self.model = model
-        self.push_screen(ChatScreen(model, settings=self.settings, save_dir=self.save_dir, system=self.system))
+        self.push_screen(screen)
+
+    def _stop_generation(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                screen.action_stop()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -83,6 +112,11 @@ class ChatApp(App[None]):
             yield SystemCommand("Export metrics", "Per-turn metrics as CSV and JSON (Ctrl+E)",
                                 screen.action_export_metrics)
 
+    async def action_quit(self) -> None:
+        self._stop_generation()
+        await super().action_quit()
+
     def on_unmount(self) -> None:
+        self._stop_generation()
         if self.model is not None:
-            self.model.close()
+            self.model.close()  # waits for a generating thread's current step

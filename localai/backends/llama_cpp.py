@@ -2,14 +2,21 @@
 
 Batches are decoded here rather than through `Llama.eval`, so that full-sequence logits need no
 n_ctx x n_vocab score matrix and logits are read straight from llama.cpp's output buffer.
+
+Every call into llama.cpp holds the backend's lock, and `close()` takes it too: a model closed while
+another thread generates (an app quitting mid-answer) fails that thread's next call with a
+BackendError instead of letting it touch freed memory.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import llama_cpp
 import numpy as np
@@ -19,6 +26,20 @@ from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
 KV_CACHE_TYPES = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    @functools.wraps(method)
+    def call(self: LlamaCppBackend, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise BackendError("the model has been closed")
+            return method(self, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
 
 
 def default_threads() -> int:
@@ -55,6 +76,8 @@ class LlamaCppBackend:
                 )
             except (ValueError, RuntimeError) as exc:
                 raise BackendError(f"llama.cpp cannot load {path.name}: {log.last_error() or exc}") from exc
+        self._lock = threading.RLock()
+        self._closed = False
         self.n_ctx = n_ctx
         self.n_vocab = self._llm.n_vocab()
         self._vocab = self._llm._model.vocab
@@ -72,6 +95,7 @@ class LlamaCppBackend:
         """The GGUF key/value pairs (scalars only, as strings)."""
         return dict(self._llm.metadata)
 
+    @_guarded
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         # llama-cpp-python's own tokenize allocates the model's whole declared context on every call
         data = text.encode("utf-8")
@@ -83,6 +107,7 @@ class LlamaCppBackend:
                 return list(buf[:n])
             size = -n  # llama.cpp reports the size it needs
 
+    @_guarded
     def token_bytes(self, token: int) -> bytes:
         self._check_ids([token])
         size = 64
@@ -93,9 +118,11 @@ class LlamaCppBackend:
                 return buf.raw[:n]
             size = -n  # llama.cpp reports the size it needs
 
+    @_guarded
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
+    @_guarded
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         if not tokens:
             raise BackendError("eval() needs at least one token")
@@ -105,10 +132,12 @@ class LlamaCppBackend:
             raise BackendError("llama.cpp returned no logits")
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
+    @_guarded
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         self.reset()
         return self._decode(tokens, all_logits=True)
 
+    @_guarded
     def reset(self) -> None:
         memory = llama_cpp.llama_get_memory(self._ctx)
         if memory is not None:
@@ -116,7 +145,11 @@ class LlamaCppBackend:
         self._n_past = 0
 
     def close(self) -> None:
-        self._llm.close()
+        """Free the model; waits for a call in progress on another thread. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._llm.close()
 
     def _decode(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
         tokens = [int(t) for t in tokens]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from localai.cli import Terminated
 from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings
@@ -43,13 +44,16 @@ def run(args: argparse.Namespace) -> int:
         return _run_app(args)
     if args.model is None:
         raise LocalAIError("--plain needs a MODEL")
-    return _run_plain(args)
+    return plain_chat(args.model, generation_settings(args), n_ctx=args.ctx, n_threads=args.threads,
+                      system=args.system)
 
 
 def _run_app(args: argparse.Namespace) -> int:
     from localai import store
+    from localai.chat import options
     from tui.app import ChatApp
 
+    options({}, **generation_settings(args))  # bad settings: one line now, not an error inside the app
     app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads},
                   settings=generation_settings(args), save_dir=args.save_dir or store.home() / "chats",
                   system=args.system)
@@ -57,13 +61,15 @@ def _run_app(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_plain(args: argparse.Namespace) -> int:
+def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = None, n_threads: int | None = None,
+               system: str | None = None) -> int:
+    """The line-mode chat on `model_ref` (settings: None = the package's default)."""
     import localai
     from localai.chat import Conversation
 
-    model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads)
-    settings = {k: v for k, v in generation_settings(args).items() if v is not None}
-    conversation = Conversation(model, system=args.system, settings=settings)
+    model = localai.load(model_ref, n_ctx=n_ctx, n_threads=n_threads)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    conversation = Conversation(model, system=system, settings=settings)
     print(f"{model.manifest.name} ({model.backend.name}, context {model.backend.n_ctx}). /help for commands.")
     try:
         while True:
@@ -86,8 +92,9 @@ def _run_plain(args: argparse.Namespace) -> int:
                 raise
             except KeyboardInterrupt:
                 print("\n(stopped; this answer is not kept)", file=sys.stderr)
-            except LocalAIError as exc:  # the conversation goes on; this turn is not kept
-                print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+            except Exception as exc:  # the conversation goes on; this turn is not kept
+                message = str(exc) if isinstance(exc, LocalAIError) else f"{type(exc).__name__}: {exc}"
+                print("error: " + " ".join(message.split()), file=sys.stderr)
     finally:
         model.close()
 

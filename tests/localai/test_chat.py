@@ -303,3 +303,63 @@ def test_options_take_package_defaults_and_validate():
     with pytest.raises(localai.LocalAIError, match="reasoning_budget"):
         options({}, reasoning_budget=-1)
     assert ChatOptions(think=True, reasoning_budget=0).effective_think is False
+
+
+def test_a_budget_cut_inside_a_character_drops_its_bytes(model):
+    thought = "abc タワー and more words to think about"
+    script = Script(model, thought, "Done.")
+    partial = next(i for i, t in enumerate(script.thought) if not _decodes(model.backend.token_bytes(t)))
+    final, events = _run(model, script, think=True, reasoning_budget=partial + 1, reasoning_grace=0)
+    assert final.usage.reasoning_tokens == partial + 1
+    assert final.content == "Done."
+    assert not any("\ufffd" in e.text for e in events if isinstance(e, ReasoningDelta | ContentDelta))
+
+
+def test_a_failed_regeneration_keeps_the_last_exchange(model):
+    conversation = Conversation(model, settings={"max_tokens": 8, "think": False, "temperature": 0.0})
+    list(conversation.send("hello"))
+    before = list(conversation.messages)
+    with pytest.raises(localai.LocalAIError, match="max_tokens"):
+        list(conversation.regenerate(max_tokens=0))
+    assert conversation.messages == before
+    list(conversation.regenerate())
+    assert len(conversation.messages) == 2 and conversation.messages[0] == before[0]
+
+
+def test_dropping_turns_leaves_room_for_the_answer(package):
+    small = localai.load(package("nemotron_h", "q8_0"), n_ctx=128)
+    try:
+        history = []
+        for i in range(6):
+            history += [{"role": "user", "content": f"question {i} about rivers and towns"},
+                        {"role": "assistant", "content": f"answer {i} about mountains"}]
+        history.append({"role": "user", "content": "last"})
+        final, events = _run(small, messages=history, max_tokens=24, think=False, temperature=0.0)
+        notices = [e for e in events if isinstance(e, Notice)]
+        assert len(notices) == 1 and notices[0].dropped_messages > 0
+        assert final.usage.prompt_tokens + min(24, 128 // 4) <= 128
+    finally:
+        small.close()
+
+
+def test_closing_the_model_under_a_generating_thread_is_an_error_not_a_crash(package):
+    import threading
+
+    model = localai.load(package("nemotron_h", "q8_0"), n_ctx=16384)
+    outcome = []
+
+    def generate():
+        try:
+            model.chat([{"role": "user", "content": "go"}], max_tokens=15000, temperature=0.0, think=False,
+                       stream=False)
+            outcome.append("finished")
+        except localai.LocalAIError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    while model.backend.n_past < 50:
+        pass
+    model.close()
+    worker.join(timeout=30)
+    assert outcome == ["the model has been closed"]

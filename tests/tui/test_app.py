@@ -120,3 +120,63 @@ def test_picker_lists_the_store_and_opens_a_model(package, isolated_store, tmp_p
             screen = await chat_screen(pilot)
             assert screen.model.manifest.name == "nemotron-h-q8_0"
     asyncio.run(scenario())
+
+
+def test_quitting_during_an_answer_stops_it_and_closes_the_model(app_for):
+    async def scenario():
+        app = app_for(n_ctx=16384, think=False, temperature=0.0, max_tokens=20000)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await chat_screen(pilot)
+            screen.query_one(PromptInput).post_message(PromptInput.Submitted("go on and on"))
+            await until(pilot, lambda: screen.busy and screen.model.backend.n_past > 40, timeout=10)
+            await pilot.press("ctrl+q")
+        assert app.model.backend._closed
+    asyncio.run(scenario())
+
+
+def test_keys_during_an_answer_do_not_start_a_second_one(app_for):
+    async def scenario():
+        app = app_for(think=False, temperature=0.0, max_tokens=2000)  # answers of several hundred tokens
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await send(pilot, "first")
+            prompt = screen.query_one(PromptInput)
+            prompt.post_message(PromptInput.Submitted("second"))
+            await until(pilot, lambda: screen.busy, timeout=5)
+            await screen.action_regenerate()  # must be refused, not run in parallel on the same model
+            prompt.text = "typed meanwhile"
+            prompt.post_message(PromptInput.Submitted("typed meanwhile"))
+            await until(pilot, lambda: not screen.busy and len(screen.metrics) == 2)
+            assert prompt.text == "typed meanwhile"  # refused while busy: kept for later
+            await pilot.pause(0.3)
+            assert len(screen.metrics) == 2 and not screen.busy  # no regeneration ran
+            assert screen.conversation.messages[-2] == {"role": "user", "content": "second"}
+    asyncio.run(scenario())
+
+
+def test_a_failed_turn_leaves_no_trace_and_gives_the_question_back(package, tmp_path):
+    async def scenario():
+        app = ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": 64},
+                      settings={"context_policy": "error", "think": False}, save_dir=tmp_path)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await chat_screen(pilot)
+            question = "tell me about rivers and mountains " * 6
+            screen.query_one(PromptInput).post_message(PromptInput.Submitted(question))
+            await until(pilot, lambda: any("Generation failed" in (n.title or "") for n in app._notifications))
+            await until(pilot, lambda: not screen.busy)
+            assert not screen.query(UserMessage) and not screen.query(AssistantMessage)
+            assert screen.query_one(PromptInput).text == question and screen.conversation.messages == []
+    asyncio.run(scenario())
+
+
+def test_saving_into_an_unwritable_place_is_a_notification(package, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    async def scenario():
+        app = ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": 512}, save_dir=blocker / "chats")
+        async with app.run_test(size=(140, 40)) as pilot:
+            await chat_screen(pilot)
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: any("Cannot save" in n.message for n in app._notifications))
+            assert app.is_running
+    asyncio.run(scenario())

@@ -65,8 +65,23 @@ def test_click_positions_and_drag_moves_the_knob():
     _run(scenario, value=30)
 
 
+def test_an_off_grid_start_value_is_kept_until_the_slider_moves():
+    async def scenario(app, slider, pilot):
+        assert slider.value == 7 and slider.label() == "7"
+        await pilot.press("left")  # 7 sits at the nearest position (10): one step left is 0
+        assert slider.value == 0 and app.changes == [0]
+    _run(scenario, value=7)
+
+    async def beyond(app, slider, pilot):
+        assert slider.value == 5000
+        await pilot.press("right")  # already at the far end: the grid's maximum now
+        assert slider.value == 100 and app.changes == [100]
+    _run(beyond, value=5000)
+
+
 def test_value_setter_and_bad_ranges():
-    slider = Slider(0, 100, step=10, value=37)
+    slider = Slider(0, 100, step=10, value=30)
+    slider.value = 37
     assert slider.value == 40
     slider.value = None
     assert slider.value == 0  # no "unlimited" position on this slider

@@ -27,7 +27,7 @@ from localai.profiling import TurnMetrics, export_metrics
 from tui.widgets.controls import ControlPanel
 from tui.widgets.profiling import ProfilingPanel
 from tui.widgets.prompt import PromptInput
-from tui.widgets.transcript import AssistantMessage, Transcript
+from tui.widgets.transcript import AssistantMessage, Transcript, UserMessage
 
 FRAME_SECONDS = 1 / 30
 RATE_WINDOW_SECONDS = 0.25
@@ -52,7 +52,8 @@ class ChatScreen(Screen[None]):
         self.conversation = Conversation(model, system=system)
         self.overrides = {k: v for k, v in settings.items() if v is not None}
         opts = options(model.manifest.generation_defaults, **self.overrides)
-        self.initial = {"think": opts.think if opts.think is not None else model.manifest.thinking is not None,
+        thinking = model.manifest.thinking is not None
+        self.initial = {"think": (opts.think if opts.think is not None else True) if thinking else None,
                         "budget": opts.reasoning_budget, "temperature": opts.sampling.temperature,
                         "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}
         self.metrics: list[TurnMetrics] = []
@@ -60,8 +61,11 @@ class ChatScreen(Screen[None]):
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._current: AssistantMessage | None = None
+        self._previous_answer: AssistantMessage | None = None  # hidden while it is being regenerated
+        self._question: str | None = None
+        self._user: UserMessage | None = None
         self._reset_when_done = False
-        self._deltas_in_window = 0
+        self._rate_baseline: int | None = None
         self._window_started = time.perf_counter()
 
     def compose(self) -> ComposeResult:
@@ -87,16 +91,19 @@ class ChatScreen(Screen[None]):
         if self.busy:
             self.notify("The model is still answering: Esc stops it.", severity="warning")
             return
-        await self.query_one(Transcript).add_user(message.text)
+        self.busy = True  # before any await: a second Enter or Ctrl+R must not start another turn
+        self.query_one(PromptInput).clear()
+        self._question = message.text
+        self._user = await self.query_one(Transcript).add_user(message.text)
         await self._start(message.text)
 
     async def _start(self, text: str | None) -> None:
-        """Start a turn: answer `text`, or regenerate the last answer when `text` is None."""
+        """Start a turn (self.busy already set): answer `text`, or regenerate the last answer (None)."""
         settings = {**self.overrides, **self.query_one(ControlPanel).settings()}
-        self._current = await self.query_one(Transcript).add_assistant()
         self._cancel = threading.Event()
-        self.busy = True
-        self._window_started, self._deltas_in_window = time.perf_counter(), 0
+        self._current = await self.query_one(Transcript).add_assistant()
+        self._rate_baseline: int | None = None
+        self._window_started = time.perf_counter()
         self.run_worker(lambda: self._generate(text, settings), thread=True, group="generation")
 
     def _generate(self, text: str | None, settings: dict[str, Any]) -> None:
@@ -137,7 +144,9 @@ class ChatScreen(Screen[None]):
     async def _flush(self, reasoning: list[str], answer: list[str]) -> None:
         if self._current is None:
             return
-        self._deltas_in_window += len(reasoning) + len(answer)
+        if (reasoning or answer) and self._rate_baseline is None:
+            self._rate_baseline = self.model.backend.n_past  # counting starts after the prompt
+            self._window_started = time.perf_counter()
         if reasoning:
             await self._current.add_reasoning("".join(reasoning))
         if answer:
@@ -147,6 +156,10 @@ class ChatScreen(Screen[None]):
         if isinstance(event, Notice):
             self.notify(event.text, title="Note")
         elif isinstance(event, Final):
+            if self._previous_answer is not None:  # regenerated: the new answer replaces it
+                await self._previous_answer.remove()
+                self._previous_answer = None
+            self._question = self._user = None
             metrics = TurnMetrics.of(len(self.metrics) + 1, event, self.model.backend.n_ctx)
             self.metrics.append(metrics)
             self.query_one(ProfilingPanel).record(metrics)
@@ -155,19 +168,35 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, BaseException):
             message = str(event) if isinstance(event, LocalAIError) else f"{type(event).__name__}: {event}"
             self.notify(" ".join(message.split()), title="Generation failed", severity="error")
-            if self._current is not None:
-                await self._current.finish(0, "failed")
+            await self._undo_failed_turn()
         elif event is _DONE:
             self.busy = False
             self._current = None
             if self._reset_when_done:
                 await self._reset()
 
+    async def _undo_failed_turn(self) -> None:
+        """A turn that failed leaves no trace in the transcript (the history never had it); a new
+        question goes back into the prompt to be edited or sent again."""
+        if self._current is not None:
+            await self._current.remove()
+            self._current = None
+        if self._previous_answer is not None:
+            self._previous_answer.display = True
+            self._previous_answer = None
+        if self._question is not None and self._user is not None:
+            await self._user.remove()
+            prompt = self.query_one(PromptInput)
+            if not prompt.text:
+                prompt.text = self._question
+        self._user = self._question = None
+
     def _sample_rate(self) -> None:
         elapsed = time.perf_counter() - self._window_started
-        if elapsed >= RATE_WINDOW_SECONDS:
-            self.query_one(ProfilingPanel).sample(self._deltas_in_window / elapsed)
-            self._window_started, self._deltas_in_window = time.perf_counter(), 0
+        if self._rate_baseline is not None and elapsed >= RATE_WINDOW_SECONDS:
+            n_past = self.model.backend.n_past
+            self.query_one(ProfilingPanel).sample(max(0, n_past - self._rate_baseline) / elapsed)
+            self._rate_baseline, self._window_started = n_past, time.perf_counter()
 
     # --- actions -----------------------------------------------------------------------------------
 
@@ -199,32 +228,38 @@ class ChatScreen(Screen[None]):
         if not answers or not self.conversation.messages or self.conversation.messages[-1]["role"] != "assistant":
             self.notify("There is no answer to regenerate yet.", severity="warning")
             return
-        await answers.last().remove()
+        self.busy = True
+        self._question = self._user = None  # a failed regeneration keeps the question and its old answer
+        previous = answers.last()
+        previous.display = False
+        self._previous_answer = previous
         await self._start(None)
 
     def action_save(self) -> None:
-        """Save the conversation as JSON and Markdown."""
-        stem = self._stem("chat")
+        """Save the conversation as JSON and Markdown (an answer still streaming is not included)."""
         try:
-            self.conversation.save(stem.with_suffix(".json"))
-            stem.with_suffix(".md").write_text(self.conversation.to_markdown(), encoding="utf-8")
+            stem = self._stem("chat")
+            self.conversation.save(Path(f"{stem}.json"))
+            Path(f"{stem}.md").write_text(self.conversation.to_markdown(), encoding="utf-8")
         except OSError as exc:
             self.notify(f"Cannot save: {exc.strerror or exc}", severity="error")
             return
-        self.notify(f"Saved {stem.with_suffix('.json')} and .md", title="Saved")
+        note = " (without the answer in progress)" if self.busy else ""
+        self.notify(f"Saved {stem}.json and .md{note}", title="Saved")
 
     def action_export_metrics(self) -> None:
         """Export the session's per-turn metrics as CSV and JSON."""
-        stem = self._stem("metrics")
         try:
-            export_metrics(self.metrics, stem.with_suffix(".csv"))
-            export_metrics(self.metrics, stem.with_suffix(".json"))
+            stem = self._stem("metrics")
+            export_metrics(self.metrics, Path(f"{stem}.csv"))
+            export_metrics(self.metrics, Path(f"{stem}.json"))
         except OSError as exc:
             self.notify(f"Cannot export: {exc.strerror or exc}", severity="error")
             return
-        self.notify(f"Exported {stem.with_suffix('.csv')} and .json", title="Metrics")
+        self.notify(f"Exported {stem}.csv and .json", title="Metrics")
 
     def _stem(self, kind: str) -> Path:
+        """A file name without suffix (model names may hold dots, so suffixes are appended, never replaced)."""
         self.save_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return self.save_dir / f"{kind}-{self.model.manifest.name}-{stamp}"

@@ -29,8 +29,9 @@ class ControlPanel(Vertical):
     ControlPanel .budget-label { margin-top: 1; }
     """
 
-    def __init__(self, *, think: bool = True, budget: int | None = None, temperature: float = 0.7,
+    def __init__(self, *, think: bool | None = True, budget: int | None = None, temperature: float = 0.7,
                  top_p: float = 0.95, max_tokens: int = 1024) -> None:
+        """`think` None: the model has no reasoning markers, so the thinking controls are disabled."""
         super().__init__(id="controls")
         self._initial = (think, budget, temperature, top_p, max_tokens)
 
@@ -38,10 +39,11 @@ class ControlPanel(Vertical):
         think, budget, temperature, top_p, max_tokens = self._initial
         yield Label("Controls", classes="title")
         with Horizontal():
-            yield Label("Thinking")
-            yield Switch(value=think, id="think")
+            yield Label("Thinking" if think is not None else "Thinking (n/a)")
+            yield Switch(value=bool(think), id="think", disabled=think is None)
         yield Label("Reasoning budget", classes="budget-label")
-        yield Slider(0, BUDGET_MAX, step=BUDGET_STEP, value=budget, unlimited=True, id="budget")
+        yield Slider(0, BUDGET_MAX, step=BUDGET_STEP, value=budget, unlimited=True, id="budget",
+                     disabled=think is None)
         with Horizontal():
             yield Label("Temp")
             yield Input(str(temperature), id="temperature", validators=[Number(minimum=0, maximum=5)])
@@ -54,10 +56,9 @@ class ControlPanel(Vertical):
 
     def settings(self) -> dict[str, Any]:
         """The settings for the next turn; a field that does not validate keeps its last good value."""
-        values: dict[str, Any] = {
-            "think": self.query_one("#think", Switch).value,
-            "reasoning_budget": self.query_one("#budget", Slider).value,
-        }
+        switch = self.query_one("#think", Switch)
+        values: dict[str, Any] = {} if switch.disabled else {
+            "think": switch.value, "reasoning_budget": self.query_one("#budget", Slider).value}
         for name, cast in (("temperature", float), ("top_p", float), ("max_tokens", int)):
             field = self.query_one(f"#{name}", Input)
             if field.is_valid:

@@ -57,6 +57,9 @@ class ProfilingPanel(Vertical):
     def clear(self) -> None:
         self.query_one("#turns", DataTable).clear()
         self.query_one("#summary", Static).update(self._summary(None))
+        self.rates.extend([0.0] * HISTORY)
+        self.query_one("#rate", Sparkline).data = list(self.rates)
+        self.query_one("#live", Static).update("")
 
     def _summary(self, m: TurnMetrics | None) -> str:
         if m is None:

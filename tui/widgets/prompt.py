@@ -26,9 +26,8 @@ class PromptInput(TextArea):
             event.stop()
             event.prevent_default()
             text = self.text.strip()
-            if text:
+            if text:  # the screen clears the input once it takes the message
                 self.post_message(self.Submitted(text))
-                self.clear()
             return
         if event.key in ("ctrl+j", "shift+enter"):
             event.stop()

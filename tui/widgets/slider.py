@@ -1,7 +1,8 @@
 """A focusable slider: keys, click-to-position and drag. Textual has none built in.
 
 Values run from `minimum` to `maximum` in `step`s; with `unlimited`, one more position past the maximum
-stands for "no limit" (value None).
+stands for "no limit" (value None). A starting value off that grid (a budget of 8 on a slider in steps
+of 16, or beyond the maximum) is kept exactly, at the nearest position, until the slider is moved.
 """
 
 from __future__ import annotations
@@ -52,24 +53,34 @@ class Slider(Widget, can_focus=True):
 
     def __init__(self, minimum: int, maximum: int, *, step: int = 1, value: int | None = None,
                  unlimited: bool = False, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
-        super().__init__(name=name, id=id, classes=classes)
+                 classes: str | None = None, disabled: bool = False) -> None:
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         if maximum <= minimum or step <= 0 or (maximum - minimum) % step:
             raise ValueError("the range must hold a whole number of steps")
         self.minimum, self.maximum, self.step, self.unlimited = minimum, maximum, step, unlimited
         self._last = (maximum - minimum) // step + (1 if unlimited else 0)
+        self._exact = value  # shown and returned until the slider moves
         self.set_reactive(Slider.position, self._position_of(value))
 
     @property
     def value(self) -> int | None:
         """The current value; None is "unlimited"."""
+        if self._exact is not None:
+            return self._exact
         if self.unlimited and self.position == self._last:
             return None
         return self.minimum + self.position * self.step
 
     @value.setter
     def value(self, value: int | None) -> None:
-        self.position = self._position_of(value)
+        self._move_to(self._position_of(value))
+
+    def _move_to(self, position: int) -> None:
+        before, previous = self.value, self.position
+        self._exact = None
+        self.position = position
+        if self.position == previous and self.value != before:  # left an off-grid value without moving
+            self.post_message(self.Changed(self, self.value))
 
     def _position_of(self, value: int | None) -> int:
         if value is None:
@@ -84,10 +95,10 @@ class Slider(Widget, can_focus=True):
             self.post_message(self.Changed(self, self.value))
 
     def action_move(self, steps: int) -> None:
-        self.position += steps
+        self._move_to(self.validate_position(self.position + steps))
 
     def action_jump(self, where: int) -> None:
-        self.position = self._last if where < 0 else 0
+        self._move_to(self._last if where < 0 else 0)
 
     def label(self) -> str:
         return "unlimited" if self.value is None else str(self.value)
@@ -115,11 +126,11 @@ class Slider(Widget, can_focus=True):
     def on_mouse_down(self, event: events.MouseDown) -> None:
         self.focus()
         self.capture_mouse()
-        self.position = self._position_at(event.x)
+        self._move_to(self._position_at(event.x))
 
     def on_mouse_move(self, event: events.MouseMove) -> None:
         if self.app.mouse_captured is self:
-            self.position = self._position_at(event.x)
+            self._move_to(self._position_at(event.x))
 
     def on_mouse_up(self, event: events.MouseUp) -> None:
         if self.app.mouse_captured is self:

@@ -12,6 +12,7 @@ reasoning goes to a Log, which draws only the lines in view.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from rich.markdown import Markdown
 from textual import events
@@ -22,18 +23,40 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Log, Static
 
 TAIL_CHARS = 1200
-_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+_FENCE = re.compile(r"\s*(```|~~~)")
 
 
-def split_point(markdown: str) -> int:
-    """Where `markdown` can be cut into two independent documents: after the last blank line outside a
-    code fence (0 if there is none)."""
-    cut = 0
-    for match in re.finditer(r"\n\n", markdown):
-        end = match.end()
-        if len(_FENCE.findall(markdown, 0, end)) % 2 == 0:
-            cut = end
-    return cut
+@dataclass(frozen=True)
+class Split:
+    """Where to cut a Markdown text into two documents that render as the one did."""
+
+    at: int  # 0: no cut
+    close: str = ""  # appended to the first part (closes a code block cut in two)
+    reopen: str = ""  # prepended to the second part (reopens it)
+
+
+def split_point(markdown: str, *, force: bool = False) -> Split:
+    """After the last blank line outside a code block. With `force` (a long text without one), after the
+    last line break instead, closing and reopening a code block cut in two. One pass over the text."""
+    blank = line_end = 0
+    fence = ""  # the opening line of the code block we are in, if any
+    fence_at_line_end = ""
+    position = 0
+    for line in markdown.splitlines(keepends=True):
+        position += len(line)
+        if not line.endswith("\n"):
+            break  # the last, unfinished line never ends a part
+        if _FENCE.match(line):
+            fence = "" if fence else line
+        elif not fence and not line.strip():
+            blank = position
+        line_end, fence_at_line_end = position, fence
+    if blank or not force:
+        return Split(blank)
+    if not line_end:
+        return Split(0)
+    marker = fence_at_line_end.strip()[:3]
+    return Split(line_end, f"{marker}\n" if marker else "", fence_at_line_end)
 
 
 class UserMessage(Static):
@@ -90,12 +113,13 @@ class AssistantMessage(Vertical):
         self.status = Static("", classes="status")
         self._frozen: list[str] = []
         self._tail = ""
+        self._reopen = ""  # a code fence the tail starts with because a cut fell inside a code block
         self.thinking.display = False
 
     @property
     def answer_text(self) -> str:
         """The whole answer so far (frozen chunks and the live tail)."""
-        return "".join(self._frozen) + self._tail
+        return "".join(self._frozen) + self._tail[len(self._reopen) :]
 
     def compose(self) -> ComposeResult:
         with self.thinking:
@@ -109,10 +133,14 @@ class AssistantMessage(Vertical):
 
     async def add_answer(self, text: str) -> None:
         self._tail += text
-        if len(self._tail) > TAIL_CHARS and (cut := split_point(self._tail)):
-            done, self._tail = self._tail[:cut], self._tail[cut:]
-            self._frozen.append(done)
-            await self.mount(FrozenMarkdown(done), before=self.tail)
+        if len(self._tail) > TAIL_CHARS:
+            # a paragraph break if there is one; past 4x the size (long code, one endless paragraph) any line
+            cut = split_point(self._tail, force=len(self._tail) > 4 * TAIL_CHARS)
+            if cut.at > len(self._reopen):
+                done, rest = self._tail[: cut.at], self._tail[cut.at :]
+                self._frozen.append(done[len(self._reopen) :])  # the answer's own text, not the reopened fence
+                self._tail, self._reopen = cut.reopen + rest, cut.reopen
+                await self.mount(FrozenMarkdown(done + cut.close), before=self.tail)
         self.tail.update(Markdown(self._tail))
 
     async def finish(self, reasoning_tokens: int, status: str) -> None:
@@ -130,8 +158,10 @@ class Transcript(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def add_user(self, text: str) -> None:
-        await self.mount(UserMessage(text))
+    async def add_user(self, text: str) -> UserMessage:
+        message = UserMessage(text)
+        await self.mount(message)
+        return message
 
     async def add_assistant(self) -> AssistantMessage:
         message = AssistantMessage()
