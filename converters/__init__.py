@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from converters import to_gguf
+from converters import onnx_quant, to_gguf, to_onnx
 from converters.checkpoint import Checkpoint, read_json
 from converters.source import resolve_source
 from converters.tensors import check_sources
@@ -29,7 +29,7 @@ ARCHITECTURES: dict[str, str] = {
     "qwen3": "qwen3",
     "qwen2": "qwen2",
 }
-OUTPUT_FORMATS = ("gguf",)
+OUTPUT_FORMATS = ("gguf", "onnx")
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "do_sample")
 
 Progress = Callable[[str, int, int], None]
@@ -49,65 +49,100 @@ def convert(
     src: str,
     *,
     to: str = "gguf",
-    quant: str = "f16",
+    quant: str | None = None,
     output: Path | None = None,
     name: str | None = None,
     force: bool = False,
     threads: int | None = None,
+    flavor: str = "ort",
+    block_size: int = onnx_quant.DEFAULT_BLOCK,
     progress: Progress | None = None,
 ) -> Package:
-    """Convert checkpoint `src` (folder or repo id) into a package at `output`, or in the store."""
+    """Convert checkpoint `src` (folder or repo id) into a package at `output`, or in the store.
+
+    `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type) or "onnx" (`quant` fp32
+    (default), fp16, int8, int4; `flavor` "ort" or "portable"; `block_size` of int8/int4)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
-    quant = to_gguf.check_quant(quant)
+    if to == "gguf":
+        quant = to_gguf.check_quant(quant or "f16")
+    else:
+        quant, flavor = onnx_quant.check(quant or "fp32", flavor, block_size)
     source = resolve_source(src)
     with Checkpoint(source.path) as ckpt:
         arch = architecture_for(ckpt.config)
         args = arch.ModelArgs.from_config(ckpt.config)
         tokenizer = read_hf_tokenizer(source.path)
+        # the GGUF plan names every source tensor with its expected shape: both formats check against it
         plan = arch.tensor_plan(args, set(ckpt.tensors))
         check_sources(plan, {n: ref.shape for n, ref in ckpt.tensors.items()}, arch.IGNORED_TENSORS)
-        vocab = tokenizer.gguf_vocab(args.vocab_size)
+        if to == "gguf":
+            vocab = tokenizer.gguf_vocab(args.vocab_size)
+        elif not hasattr(arch, "build_onnx"):
+            raise ConversionError(f"ONNX export is not available for model_type {ckpt.config['model_type']!r}")
 
-        package_name = store.validate_name(name) if name else store.default_name(source.display_name, quant)
+        label = quant if to == "gguf" else f"onnx-{quant}"
+        package_name = store.validate_name(name) if name else store.default_name(source.display_name, label)
         target = output.expanduser().absolute() if output else store.package_path(package_name)
         if target.resolve() == source.path or target.resolve() in source.path.parents:
             raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
         check_target(target, replace=force)  # before hashing what may be many gigabytes
         inputs = _hash_inputs(source.path, ckpt)
         with staged_directory(target, replace=force) as staging:
-            artifact_path = staging / f"{package_name}.gguf"
-
-            def report(done: int, total: int) -> None:
-                if progress:
-                    progress("writing tensors", done, total)
-
-            if quant in to_gguf.DIRECT_TYPES:
-                to_gguf.write_gguf(artifact_path, arch, args, plan, ckpt, vocab, package_name, quant, report)
+            if to == "gguf":
+                artifacts = [_write_gguf(staging, package_name, arch, args, plan, ckpt, vocab, quant, threads,
+                                         progress)]
+                graph: dict[str, object] = {}
+                versions = {"gguf": _version("gguf"), "llama_cpp_python": _version("llama_cpp_python")}
             else:
-                intermediate = staging / ".unquantized.gguf"
-                to_gguf.write_gguf(intermediate, arch, args, plan, ckpt, vocab, package_name,
-                                   to_gguf.lossless_type(ckpt), report)
                 if progress:
-                    progress(f"quantizing to {quant} with llama.cpp", 0, 1)
-                to_gguf.quantize_with_llama_cpp(intermediate, artifact_path, quant, threads)
-                intermediate.unlink()
+                    progress("building the ONNX graph", 0, 1)
+                weights = onnx_quant.WeightFormat(quant, flavor, block_size)
+                graph = to_onnx.write_onnx(staging, arch, args, ckpt, weights, __version__)
+                to_onnx.copy_tokenizer(source.path, staging)
+                artifacts = [_artifact(staging / to_onnx.MODEL_FILE, "onnx", quant),
+                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant)]
+                versions = {"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}
             manifest = Manifest(
                 name=package_name,
                 architecture=ckpt.config["model_type"],
-                artifacts=[Artifact(artifact_path.name, "gguf", quant, artifact_path.stat().st_size,
-                                    file_sha256(artifact_path))],
+                artifacts=artifacts,
                 context_length=args.context_length,
                 tokenizer=tokenizer.summary(),
                 chat_template=tokenizer.chat_template,
                 thinking=tokenizer.think_tokens,
                 generation_defaults=_generation_defaults(source.path),
                 source={**source.provenance, "files": inputs},
-                converter={"name": "localai", "version": __version__, "gguf": _version("gguf"),
-                           "llama_cpp_python": _version("llama_cpp_python")},
+                converter={"name": "localai", "version": __version__, **versions},
+                graph=graph,
             )
             write_manifest(staging, manifest)
     return Package(target, manifest)
+
+
+def _write_gguf(staging: Path, package_name: str, arch: ModuleType, args: object, plan: list, ckpt: Checkpoint,
+                vocab: object, quant: str, threads: int | None, progress: Progress | None) -> Artifact:
+    artifact_path = staging / f"{package_name}.gguf"
+
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress("writing tensors", done, total)
+
+    if quant in to_gguf.DIRECT_TYPES:
+        to_gguf.write_gguf(artifact_path, arch, args, plan, ckpt, vocab, package_name, quant, report)
+    else:
+        intermediate = staging / ".unquantized.gguf"
+        to_gguf.write_gguf(intermediate, arch, args, plan, ckpt, vocab, package_name,
+                           to_gguf.lossless_type(ckpt), report)
+        if progress:
+            progress(f"quantizing to {quant} with llama.cpp", 0, 1)
+        to_gguf.quantize_with_llama_cpp(intermediate, artifact_path, quant, threads)
+        intermediate.unlink()
+    return _artifact(artifact_path, "gguf", quant)
+
+
+def _artifact(path: Path, fmt: str, quant: str) -> Artifact:
+    return Artifact(path.name, fmt, quant, path.stat().st_size, file_sha256(path))
 
 
 def _hash_inputs(root: Path, ckpt: Checkpoint) -> list[dict[str, object]]:

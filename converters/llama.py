@@ -15,6 +15,7 @@ import gguf
 import numpy as np
 
 from converters.hparams import hparam, positive, rope_settings
+from converters.onnx_layers import Decoder
 from converters.tensors import NameMap, OutputTensor, direct, transformed
 from localai.errors import ConversionError
 
@@ -177,3 +178,33 @@ def llama3_rope_factors(args: ModelArgs) -> np.ndarray:
             smooth = (old_ctx / wavelen - low) / (high - low)
             factors.append(1 / ((1 - smooth) / factor + smooth))
     return np.asarray(factors, dtype=np.float32)
+
+
+def inv_freq(args: ModelArgs) -> np.ndarray:
+    """Rotary frequencies as transformers computes them, with linear or Llama 3 scaling applied."""
+    exponents = np.arange(0, args.head_dim, 2, dtype=np.int64).astype(np.float32) / args.head_dim
+    freqs = (1.0 / (np.float32(args.rope_theta) ** exponents)).astype(np.float32)
+    if args.rope_type == "linear":
+        return freqs / np.float32(args.rope_scaling["factor"])
+    if args.rope_type == "llama3":
+        return freqs / llama3_rope_factors(args)
+    return freqs
+
+
+def build_onnx(args: ModelArgs, d: Decoder, present: set[str], *, qk_norm: bool = False,
+               qkv_bias: bool = False) -> None:
+    """The decoder graph of a dense Llama-style model (Qwen3 adds `qk_norm`, Qwen2 `qkv_bias`)."""
+    x = d.embed("model.embed_tokens.weight")
+    freqs = inv_freq(args)
+    for i in range(args.num_hidden_layers):
+        layer = f"model.layers.{i}"
+        h = d.rms_norm(x, f"{layer}.input_layernorm.weight", args.norm_eps)
+        h = d.attention(h, i, f"{layer}.self_attn", heads=args.num_attention_heads,
+                        kv_heads=args.num_key_value_heads, head_dim=args.head_dim,
+                        bias=args.attention_bias or qkv_bias, out_bias=args.attention_bias,
+                        qk_norm_eps=args.norm_eps if qk_norm else None, inv_freq=freqs)
+        x = d.g.op("Add", x, h)
+        h = d.rms_norm(x, f"{layer}.post_attention_layernorm.weight", args.norm_eps)
+        x = d.g.op("Add", x, d.swiglu_mlp(h, f"{layer}.mlp", args.mlp_bias))
+    head = "lm_head.weight" if "lm_head.weight" in present else "model.embed_tokens.weight"
+    d.head(x, "model.norm.weight", args.norm_eps, head, args.vocab_size)

@@ -18,6 +18,7 @@ import gguf
 import numpy as np
 
 from converters.hparams import hparam, positive
+from converters.onnx_layers import Decoder, Mamba2Dims
 from converters.tensors import NameMap, OutputTensor, direct, transformed
 from localai.errors import ConversionError
 
@@ -48,6 +49,8 @@ class ModelArgs:
     norm_eps: float
     tie_word_embeddings: bool
     context_length: int
+    chunk_size: int = 128  # of the chunked scan; any value gives the same result, it sets the cost
+    time_step_min: float = 1e-3  # transformers clamps dt to at least this
 
     @property
     def d_inner(self) -> int:
@@ -88,6 +91,8 @@ class ModelArgs:
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
             context_length=positive("max_position_embeddings",
                                     hparam(config, "max_position_embeddings", default=4096)),
+            chunk_size=positive("chunk_size", hparam(config, "chunk_size", default=128)),
+            time_step_min=hparam(config, "time_step_min", cast=float, default=1e-3),
         )
         if args.d_inner % args.n_groups:
             raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")
@@ -189,3 +194,25 @@ def _mamba_tensors(args: ModelArgs, mixer: str, gguf_name: NameMap, present: set
         # llama.cpp's graph adds the conv bias unconditionally and crashes without one
         plan.append(OutputTensor(gguf_name(conv_bias), {}, lambda load: np.zeros(conv_dim, np.float32)))
     return plan
+
+
+def build_onnx(args: ModelArgs, d: Decoder, present: set[str]) -> None:
+    """The decoder graph: embeddings, the hybrid stack (pre-norm + residual around each mixer), the head."""
+    prefix = "model" if "model.embeddings.weight" in present else "backbone"
+    x = d.embed(f"{prefix}.embeddings.weight")
+    for i, kind in enumerate(args.layers):
+        block = f"{prefix}.layers.{i}"
+        h = d.rms_norm(x, f"{block}.norm.weight", args.norm_eps)
+        if kind == MAMBA:
+            dims = Mamba2Dims(args.mamba_num_heads, args.mamba_head_dim, args.ssm_state_size, args.n_groups,
+                              args.conv_kernel, f"{block}.mixer.conv1d.bias" in present, args.chunk_size,
+                              args.time_step_min, args.norm_eps)
+            h = d.mamba2(h, i, f"{block}.mixer", dims)
+        elif kind == ATTENTION:  # Nemotron-H's attention has no positional embedding
+            h = d.attention(h, i, f"{block}.mixer", heads=args.num_attention_heads,
+                            kv_heads=args.num_key_value_heads, head_dim=args.head_dim)
+        else:
+            h = d.relu2_mlp(h, f"{block}.mixer.up_proj", f"{block}.mixer.down_proj", args.mlp_bias)
+        x = d.g.op("Add", x, h)
+    head = "lm_head.weight" if "lm_head.weight" in present else f"{prefix}.embeddings.weight"
+    d.head(x, f"{prefix}.norm_f.weight", args.norm_eps, head, args.vocab_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gguf
 
 from converters import llama
+from converters.onnx_layers import Decoder
 from converters.tensors import OutputTensor
 from localai.errors import ConversionError
 
@@ -18,3 +19,7 @@ def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
     if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
         raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()}")
     return llama.dense_plan(args, present, GGUF_ARCH, permute_qk=False, qkv_bias=True)
+
+
+def build_onnx(args: ModelArgs, d: Decoder, present: set[str]) -> None:
+    llama.build_onnx(args, d, present, qkv_bias=True)

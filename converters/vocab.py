@@ -216,7 +216,15 @@ def _normalizer(node: dict[str, Any] | None) -> str | None:
     raise ConversionError(f"tokenizer.json: normalizer {node.get('type')!r} has no llama.cpp equivalent")
 
 
+# llama.cpp refuses a BPE vocabulary without a merges array and gguf-py cannot write an empty array, so a
+# tokenizer without merges (every token a single byte symbol) gets this one merge instead. It never fires:
+# symbols start as single characters and only merges make longer ones, so no pair ever equals it.
+UNREACHABLE_MERGE = "<no-merges> <no-merges>"
+
+
 def _merges(raw: list[Any]) -> list[str]:
+    if not raw:
+        return [UNREACHABLE_MERGE]
     merges = []
     for merge in raw:
         if isinstance(merge, str):

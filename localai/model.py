@@ -86,12 +86,13 @@ class Model:
 
 
 def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None = None,
-         kv_cache: str | None = None) -> Model:
+         kv_cache: str | None = None, device: str = "auto") -> Model:
     """Load `model`: a package folder, its manifest.json, a store name, or a bare .gguf file.
 
     `n_ctx` defaults to the smaller of 4096 and the model's trained context: hybrid GGUFs declare 2^20
-    tokens, which must never be allocated. The attention cache (`kv_cache`) is float32 for float32
-    artifacts, which exist for exactness, and float16 otherwise.
+    tokens, which must never be allocated. llama.cpp's attention cache (`kv_cache`) is float32 for float32
+    artifacts, which exist for exactness, and float16 otherwise; ONNX graphs keep float32 states.
+    `device`: auto, cpu, cuda or tensorrt (what the backend and its installed runtime offer).
     """
     package = resolve(model)
     artifact = _runnable_artifact(package)
@@ -102,8 +103,8 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
         raise PackageError(f"package {package.manifest.name}: {artifact.path} has {path.stat().st_size} bytes, "
                            f"the manifest says {artifact.bytes} (incomplete or corrupt copy)")
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length)
-    cache = kv_cache or ("f32" if artifact.quant == "f32" else "f16")
-    backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache)
+    cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
+    backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
     if package.manifest.thinking is None:
         package.manifest.thinking = _detect_think_tokens(backend)
     return Model(package, backend)

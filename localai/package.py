@@ -59,6 +59,7 @@ class Manifest:
     generation_defaults: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     converter: dict[str, Any] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)  # ONNX: opset, flavour, inputs and outputs
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -87,6 +88,7 @@ class Manifest:
                 generation_defaults=dict(data.get("generation_defaults") or {}),
                 source=dict(data.get("source") or {}),
                 converter=dict(data.get("converter") or {}),
+                graph=dict(data.get("graph") or {}),
                 created=str(data.get("created", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:

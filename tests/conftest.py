@@ -62,6 +62,25 @@ def package(tmp_path_factory: pytest.TempPathFactory, checkpoint: Callable[[str]
 
 
 @pytest.fixture(scope="session")
+def onnx_package(tmp_path_factory: pytest.TempPathFactory,
+                 checkpoint: Callable[[str], Path]) -> Callable[..., Path]:
+    """onnx_package(name, quant, flavor="ort") -> that checkpoint converted to ONNX, built on first use."""
+    from converters import convert
+
+    built: dict[tuple[str, str, str], Path] = {}
+
+    def get(name: str, quant: str, flavor: str = "ort") -> Path:
+        key = (name, quant, flavor)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"onnx-{name}-{quant}-{flavor}") / "package"
+            built[key] = convert(str(checkpoint(name)), to="onnx", quant=quant, flavor=flavor, output=out,
+                                 name=f"{name.replace('_', '-')}-onnx-{quant}-{flavor}").root
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def reference() -> Iterator[Callable[[Path], object]]:
     """reference(folder) -> the transformers float32 model of a checkpoint, loaded once."""
     models: dict[Path, object] = {}

@@ -142,3 +142,14 @@ def reference_logits(model: Any, tokens: list[int]) -> np.ndarray:
 
 def random_tokens(n: int, vocab: int, seed: int = 0) -> list[int]:
     return np.random.default_rng(seed).integers(0, vocab, n).tolist()
+
+
+def mean_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL divergence KL(reference || model) of the next-token distributions, per position."""
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+    p_log, q_log = log_softmax(reference_logits), log_softmax(logits)
+    return float((np.exp(p_log) * (p_log - q_log)).sum(axis=-1).mean())

@@ -10,6 +10,7 @@ from localai.errors import BackendError
 # artifact format -> "module:class"
 BACKENDS: dict[str, str] = {
     "gguf": "localai.backends.llama_cpp:LlamaCppBackend",
+    "onnx": "localai.backends.onnx_runtime:OnnxRuntimeBackend",
 }
 
 

@@ -8,11 +8,17 @@ every backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+from localai.errors import BackendError
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
 class Backend(Protocol):
@@ -57,4 +63,28 @@ class Backend(Protocol):
 
 
 class BackendFactory(Protocol):
-    def __call__(self, path: Path, *, n_ctx: int, n_threads: int | None, kv_cache: str) -> Backend: ...
+    def __call__(self, path: Path, *, n_ctx: int, n_threads: int | None, kv_cache: str, device: str) -> Backend: ...
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(method: F) -> F:
+    """Run a backend method under the backend's `_lock`, refusing once `_closed`: a model closed while
+    another thread generates fails that thread's next call instead of touching freed memory."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise BackendError("the model has been closed")
+            return method(self, *args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
+
+def default_threads() -> int:
+    """Physical cores: runtimes run no faster on hyper-threads and slower when oversubscribed."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -11,42 +11,19 @@ BackendError instead of letting it touch freed memory.
 from __future__ import annotations
 
 import ctypes
-import functools
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import llama_cpp
 import numpy as np
 
 from localai.backends import llama_log
+from localai.backends.base import default_threads, guarded
 from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
 KV_CACHE_TYPES = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16}
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guarded(method: F) -> F:
-    @functools.wraps(method)
-    def call(self: LlamaCppBackend, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            if self._closed:
-                raise BackendError("the model has been closed")
-            return method(self, *args, **kwargs)
-
-    return call  # type: ignore[return-value]
-
-
-def default_threads() -> int:
-    """Physical cores: llama.cpp runs no faster on hyper-threads and slower when oversubscribed."""
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 class LlamaCppBackend:
@@ -55,7 +32,9 @@ class LlamaCppBackend:
     name = "llama.cpp"
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f16",
-                 n_batch: int = 512) -> None:
+                 device: str = "auto", n_batch: int = 512) -> None:
+        if device not in ("auto", "cpu"):
+            raise BackendError(f"the llama.cpp backend runs on the CPU only here (asked for {device!r})")
         if n_ctx <= 0:
             raise BackendError(f"context size must be positive, got {n_ctx}")
         if kv_cache not in KV_CACHE_TYPES:
@@ -95,7 +74,7 @@ class LlamaCppBackend:
         """The GGUF key/value pairs (scalars only, as strings)."""
         return dict(self._llm.metadata)
 
-    @_guarded
+    @guarded
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         # llama-cpp-python's own tokenize allocates the model's whole declared context on every call
         data = text.encode("utf-8")
@@ -107,7 +86,7 @@ class LlamaCppBackend:
                 return list(buf[:n])
             size = -n  # llama.cpp reports the size it needs
 
-    @_guarded
+    @guarded
     def token_bytes(self, token: int) -> bytes:
         self._check_ids([token])
         size = 64
@@ -118,11 +97,11 @@ class LlamaCppBackend:
                 return buf.raw[:n]
             size = -n  # llama.cpp reports the size it needs
 
-    @_guarded
+    @guarded
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    @_guarded
+    @guarded
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         if not tokens:
             raise BackendError("eval() needs at least one token")
@@ -132,12 +111,12 @@ class LlamaCppBackend:
             raise BackendError("llama.cpp returned no logits")
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    @_guarded
+    @guarded
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         self.reset()
         return self._decode(tokens, all_logits=True)
 
-    @_guarded
+    @guarded
     def reset(self) -> None:
         memory = llama_cpp.llama_get_memory(self._ctx)
         if memory is not None:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:
         raise LocalAIError("--plain needs a MODEL")
     return plain_chat(args.model, generation_settings(args), n_ctx=args.ctx, n_threads=args.threads,
-                      system=args.system)
+                      device=args.device, system=args.system)
 
 
 def _run_app(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def _run_app(args: argparse.Namespace) -> int:
     from tui.app import ChatApp
 
     options({}, **generation_settings(args))  # bad settings: one line now, not an error inside the app
-    app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads},
+    app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads, "device": args.device},
                   settings=generation_settings(args), save_dir=args.save_dir or store.home() / "chats",
                   system=args.system)
     app.run()
@@ -62,12 +62,12 @@ def _run_app(args: argparse.Namespace) -> int:
 
 
 def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = None, n_threads: int | None = None,
-               system: str | None = None) -> int:
+               device: str = "auto", system: str | None = None) -> int:
     """The line-mode chat on `model_ref` (settings: None = the package's default)."""
     import localai
     from localai.chat import Conversation
 
-    model = localai.load(model_ref, n_ctx=n_ctx, n_threads=n_threads)
+    model = localai.load(model_ref, n_ctx=n_ctx, n_threads=n_threads, device=device)
     settings = {k: v for k, v in settings.items() if v is not None}
     conversation = Conversation(model, system=system, settings=settings)
     print(f"{model.manifest.name} ({model.backend.name}, context {model.backend.n_ctx}). /help for commands.")

@@ -1,4 +1,4 @@
-"""`localai convert SRC --to gguf --quant Q`: a Hugging Face checkpoint -> a model package."""
+"""`localai convert SRC [--to gguf|onnx] [--quant Q]`: a Hugging Face checkpoint -> a model package."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p = sub.add_parser("convert", parents=parents, help="convert a Hugging Face checkpoint into a model package",
                        description="Convert a checkpoint folder or Hugging Face repo id into a model package.")
     p.add_argument("source", metavar="SRC", help="checkpoint folder, or repo id owner/name[@revision]")
-    p.add_argument("--to", default="gguf", help="output format (default: gguf)")
-    p.add_argument("--quant", default="f16",
-                   help="f32, f16, bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); default f16")
+    p.add_argument("--to", default="gguf", help="output format: gguf (default) or onnx")
+    p.add_argument("--quant", help="gguf: f32, f16 (default), bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); "
+                                   "onnx: fp32 (default), fp16, int8, int4")
+    p.add_argument("--flavor", default="ort",
+                   help="onnx: 'ort' (default; ONNX Runtime's MatMulNBits for int8/int4) or 'portable' "
+                        "(standard operators only, for TensorRT)")
+    p.add_argument("--block-size", type=int, default=32, help="onnx int8/int4: weights per scale (default 32)")
     p.add_argument("-o", "--output", type=Path, help="package folder to create (default: in the local store)")
     p.add_argument("--name", help="package name (default: derived from SRC and --quant)")
     p.add_argument("--force", action="store_true", help="replace an existing package of that name")
@@ -33,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     package = convert(args.source, to=args.to, quant=args.quant, output=args.output, name=args.name,
-                      force=args.force, threads=args.threads, progress=progress)
+                      force=args.force, threads=args.threads, flavor=args.flavor, block_size=args.block_size,
+                      progress=progress)
     if args.json:
         print(json.dumps({"package": str(package.root), "manifest": package.manifest.to_dict()}))
     else:
         artifact = package.manifest.artifacts[0]
-        print(f"{package.manifest.name}: {artifact.format} {artifact.quant}, {artifact.bytes / 1e6:.1f} MB "
-              f"-> {package.root}")
+        size = sum(a.bytes for a in package.manifest.artifacts)
+        print(f"{package.manifest.name}: {artifact.format} {artifact.quant}, {size / 1e6:.1f} MB -> {package.root}")
     return 0

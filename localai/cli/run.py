@@ -8,6 +8,7 @@ import secrets
 import sys
 from typing import Any
 
+from localai.backends.base import DEVICES
 from localai.chat import ContentDelta, Final, Notice, ReasoningDelta
 
 
@@ -42,6 +43,8 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-overflow", dest="context_policy", choices=("drop_oldest", "error"),
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where an ONNX model runs (auto: TensorRT, then CUDA, then CPU, as installed)")
 
 
 def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = generation_settings(args)
     settings["seed"] = args.seed if args.seed is not None else secrets.randbits(31)
-    model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads)
+    model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads, device=args.device)
     try:
         if args.raw:
             events = model.complete(args.prompt, **settings)

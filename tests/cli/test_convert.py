@@ -90,10 +90,12 @@ def test_garbled_config(cli, small_checkpoint):
     _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="config.json is not valid JSON")
 
 
-def test_unknown_model_type_names_supported_ones(cli, small_checkpoint):
+@pytest.mark.parametrize("to", ["gguf", "onnx"])
+def test_unknown_model_type_names_supported_ones(cli, small_checkpoint, to):
     config = json.loads((small_checkpoint / "config.json").read_text())
     (small_checkpoint / "config.json").write_text(json.dumps(config | {"model_type": "gpt_neox"}))
-    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="supported: llama, mistral, nemotron_h")
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", to),
+                          fragment="supported: llama, mistral, nemotron_h")
 
 
 def test_moe_layers_are_refused(cli, small_checkpoint):
@@ -168,15 +170,16 @@ def test_debug_shows_the_traceback(cli, small_checkpoint):
     assert "Traceback" in result.err and "config.json not found" in result.err
 
 
+@pytest.mark.parametrize(("to", "quant"), [("gguf", "f32"), ("onnx", "fp32")])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_mid_conversion_leaves_nothing(sig, tmp_path):
+def test_interrupt_mid_conversion_leaves_nothing(sig, to, quant, tmp_path):
     from localai.demo_model import write_random_nemotron_h
 
     # large enough (about 100 MB of float32) that the signal lands while the package is being written
     folder = write_random_nemotron_h(tmp_path / "ckpt", hidden_size=512, hybrid_override_pattern="M*-M-M-M-M-M-",
                                      intermediate_size=2048, mamba_head_dim=128)
     home = tmp_path / "home"
-    proc = subprocess.Popen([sys.executable, "-m", "localai.cli", "convert", str(folder), "--quant", "f32"],
+    proc = subprocess.Popen([sys.executable, "-m", "localai.cli", "convert", str(folder), "--to", to, "--quant", quant],
                             env={**os.environ, "LOCALAI_HOME": str(home)}, stderr=subprocess.PIPE, text=True)
     store = home / "models"
     deadline = time.monotonic() + 60
@@ -247,3 +250,37 @@ def test_float16_overflow_is_refused(cli, small_checkpoint):
     save_file(weights, str(small_checkpoint / "model.safetensors"))
     _assert_clean_failure(cli("convert", str(small_checkpoint), "--quant", "f16"), fragment="beyond float16's range")
     assert cli("convert", str(small_checkpoint), "--quant", "bf16").code == 0
+
+
+def test_onnx_package_holds_graph_weights_tokenizer_and_state_description(cli, small_checkpoint):
+    result = cli("convert", str(small_checkpoint), "--to", "onnx", "--json")
+    assert result.code == 0, result.err
+    root = Path(json.loads(result.out)["package"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["name"] == "small-nemotron-h-onnx-fp32"
+    assert [(a["path"], a["format"], a["quant"]) for a in manifest["artifacts"]] == [
+        ("model.onnx", "onnx", "fp32"), ("model.onnx.data", "onnx-data", "fp32")]
+    for artifact in manifest["artifacts"]:
+        assert artifact["sha256"] == file_sha256(root / artifact["path"])
+    assert sorted(os.listdir(root)) == ["manifest.json", "model.onnx", "model.onnx.data", "tokenizer.json",
+                                        "tokenizer_config.json"]
+    names = [spec["name"] for spec in manifest["graph"]["inputs"]]
+    # SMALL_NEMOTRON_H is M * - M: conv + ssm for layers 0 and 3, key + value for layer 1
+    assert names == ["input_ids", "logits_to_keep", "past.0.conv", "past.0.ssm", "past.1.key", "past.1.value",
+                     "past.3.conv", "past.3.ssm"]
+    assert manifest["graph"]["flavor"] == "ort" and manifest["graph"]["opset"] == 21
+    assert manifest["converter"]["onnxruntime"]
+
+
+@pytest.mark.parametrize(("option", "fragment"), [
+    (["--quant", "q4_k_m"], "unknown ONNX quantization 'q4_k_m'; available: fp32, fp16, int8, int4"),
+    (["--quant", "int4", "--flavor", "tensorrt"], "unknown ONNX flavour 'tensorrt'; available: ort, portable"),
+    (["--quant", "int4", "--block-size", "24"], "block size must be a power of two"),
+])
+def test_bad_onnx_options_are_one_line_and_leave_nothing(cli, small_checkpoint, option, fragment):
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", "onnx", *option), fragment=fragment)
+
+
+def test_unknown_output_format_names_the_available_ones(cli, small_checkpoint):
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", "tensorrt"),
+                          fragment="unknown output format 'tensorrt'; available: gguf, onnx")

@@ -11,20 +11,22 @@ from tokenizers import Tokenizer
 PROMPT = "the model reads a short note about rivers and 42 apples"
 
 
+@pytest.mark.parametrize("fmt", ["gguf", "onnx"])
 @pytest.mark.parametrize("name", ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3"])
-def test_greedy_raw_run_matches_transformers_generate(name, cli, package, checkpoint, reference):
-    result = cli("run", str(package(name, "f32")), "--prompt", PROMPT, "--raw", "--temperature", "0",
+def test_greedy_raw_run_matches_transformers_generate(name, fmt, cli, package, onnx_package, checkpoint, reference):
+    folder = package(name, "f32") if fmt == "gguf" else onnx_package(name, "fp32")
+    result = cli("run", str(folder), "--prompt", PROMPT, "--raw", "--temperature", "0",
                  "--max-tokens", "32", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
 
-    folder = checkpoint(name)
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    source = checkpoint(name)
+    tok = Tokenizer.from_file(str(source / "tokenizer.json"))
     prompt_ids = [tok.token_to_id("<s>"), *tok.encode(PROMPT, add_special_tokens=False).ids]
-    manifest = json.loads((package(name, "f32") / "manifest.json").read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
     eos = manifest["tokenizer"]["eos_token_ids"]
     with torch.no_grad():
-        out = reference(folder).generate(torch.tensor([prompt_ids]), max_new_tokens=32, do_sample=False,
+        out = reference(source).generate(torch.tensor([prompt_ids]), max_new_tokens=32, do_sample=False,
                                          eos_token_id=eos, pad_token_id=0)
     expected = out[0, len(prompt_ids):].tolist()
 

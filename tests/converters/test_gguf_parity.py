@@ -47,16 +47,6 @@ def test_incremental_logits_match_transformers(name, quant, package, checkpoint,
     assert np.abs(got - expected[PREFILL - 1 :]).max() <= TOLERANCE[quant]
 
 
-def _mean_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        x = x - x.max(axis=-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-    p_log, q_log = log_softmax(reference_logits), log_softmax(logits)
-    return float((np.exp(p_log) * (p_log - q_log)).sum(axis=-1).mean())
-
-
 # Bounds measured on these checkpoints (see docs/gguf-conversion.md), with head-room; random weights
 # quantize worse than trained ones, so these are regression bounds, not quality claims.
 KL_BOUND = {"q8_0": 1e-3, "q4_k_m": 5e-2}
@@ -69,7 +59,7 @@ def test_quantized_kl_divergence_is_bounded(name, package, checkpoint, reference
     kl = {}
     for quant in ("f16", "q8_0", "q4_k_m"):
         model = localai.load(package(name, quant), n_ctx=256)
-        kl[quant] = _mean_kl(expected, model.backend.logits(tokens))
+        kl[quant] = zoo.mean_kl(expected, model.backend.logits(tokens))
         model.close()
     assert kl["q8_0"] <= KL_BOUND["q8_0"]
     assert kl["q4_k_m"] <= KL_BOUND["q4_k_m"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import localai
@@ -19,6 +21,18 @@ SMALL = {"hidden_size": 64, "hybrid_override_pattern": "M*-", "num_attention_hea
 @pytest.mark.parametrize("style", list(zoo.TOKENIZER_STYLES))
 def test_llama_cpp_tokenizes_like_tokenizers(style, tmp_path):
     tok = train_tokenizer(512, **zoo.TOKENIZER_STYLES[style])
+    assert json.loads(tok.to_str())["model"]["merges"]
+    _assert_llama_cpp_tokenizes_like(tok, style, tmp_path)
+
+
+def test_a_tokenizer_without_merges_converts_and_tokenizes_the_same(tmp_path):
+    """Byte-level BPE smaller than its alphabet has no merges at all (the demo model's tokenizer)."""
+    tok = train_tokenizer(64, individual_digits=True)
+    assert json.loads(tok.to_str())["model"]["merges"] == []
+    _assert_llama_cpp_tokenizes_like(tok, "starcoder", tmp_path)
+
+
+def _assert_llama_cpp_tokenizes_like(tok, style: str, tmp_path) -> None:
     folder = write_random_nemotron_h(tmp_path / "ckpt", tokenizer=tok, **SMALL)
     package = convert(str(folder), quant="f32", output=tmp_path / "pkg")
     assert package.manifest.tokenizer["pre"] == style

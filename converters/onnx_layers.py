@@ -1,0 +1,341 @@
+"""The building blocks of decoder graphs: embeddings, RMSNorm, linear layers, attention with a KV state,
+Mamba2 with conv and SSM states, MLPs and the head. Architecture modules assemble them in `build_onnx`.
+
+One graph serves prefill and decode. Its inputs are `input_ids` [batch, sequence], `logits_to_keep`
+(how many of the last positions get logits) and one `past.<layer>.<kind>` tensor per state; it returns
+`logits` and the matching `present.<layer>.<kind>` tensors, which the runtime feeds back as the next
+call's past. An empty past (length 0) starts a sequence.
+
+Only standard ONNX operators are used here, in the patterns ONNX Runtime's optimizer fuses (RMSNorm,
+SiLU); quantized matrices are the one place the flavours differ (see onnx_quant.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from converters import onnx_quant
+from converters.checkpoint import Checkpoint
+from converters.onnx_graph import Graph
+
+INT64_MAX = np.iinfo(np.int64).max
+BATCH, SEQUENCE, PAST = "batch", "sequence", "past_sequence"
+
+
+@dataclass
+class Decoder:
+    """Builds one decoder graph from checkpoint tensors, loaded (and released) one at a time."""
+
+    g: Graph
+    ckpt: Checkpoint
+    weights: onnx_quant.WeightFormat
+    _past_length: str | None = None
+    _rope: dict[tuple[float, ...], tuple[str, str]] = field(default_factory=dict)
+
+    # -- inputs, states, outputs ---------------------------------------------------------------------------
+
+    def embed(self, table: str) -> str:
+        """Token embeddings of the `input_ids` input."""
+        ids = self.g.input("input_ids", "int64", (BATCH, SEQUENCE))
+        self.g.input("logits_to_keep", "int64", ())
+        return self.g.op("Gather", self.weights.table(self.g, self.ckpt, table), ids, axis=0)
+
+    def state(self, layer: int, kind: str, shape: tuple[int | str, ...]) -> str:
+        """Declare the state `kind` of `layer`: its past input now, its present output via `present()`."""
+        return self.g.input(f"past.{layer}.{kind}", "float32", shape)
+
+    def present(self, value: str, layer: int, kind: str, shape: tuple[int | str, ...]) -> None:
+        self.g.output(value, f"present.{layer}.{kind}", "float32", shape)
+
+    def head(self, x: str, norm: str, eps: float, lm_head: str, vocab_size: int) -> None:
+        """Final norm, the last `logits_to_keep` positions, and their logits."""
+        g = self.g
+        x = self.rms_norm(x, norm, eps)
+        keep = g.op("Neg", g.op("Unsqueeze", "logits_to_keep", g.const([0])))
+        x = g.op("Slice", x, keep, g.const([INT64_MAX]), g.const([1]))
+        logits = self.weights.head(g, self.ckpt, x, lm_head)
+        g.output(logits, "logits", "float32", (BATCH, "kept", vocab_size))
+
+    # -- shared pieces ----------------------------------------------------------------------------------------
+
+    def dim(self, x: str, axis: int) -> str:
+        """Size of `x` along `axis` as a 1-element int64 tensor."""
+        if axis == -1:
+            return self.g.op("Shape", x, start=-1)
+        return self.g.op("Shape", x, start=axis, end=axis + 1)
+
+    def past_length(self, past_key: str) -> str:
+        """Tokens already in the state (1-element int64), read once from the first KV state's shape."""
+        if self._past_length is None:
+            self._past_length = self.g.op("Shape", past_key, start=2, end=3)
+        return self._past_length
+
+    def rms_norm(self, x: str, weight: str, eps: float, *, weight_shape: tuple[int, ...] | None = None) -> str:
+        g = self.g
+        w = self.weights.small(g, self.ckpt, weight, weight_shape)
+        return g.op("Mul", self._normalize(x, eps), w)
+
+    def _normalize(self, x: str, eps: float) -> str:
+        g = self.g
+        mean_square = g.op("ReduceMean", g.op("Pow", x, g.const(2.0, np.float32)), g.const([-1]), keepdims=1)
+        return g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.const(eps, np.float32))))
+
+    def linear(self, x: str, weight: str, bias: str | None = None) -> str:
+        y = self.weights.matmul(self.g, self.ckpt, x, weight)
+        return self.g.op("Add", y, self.weights.small(self.g, self.ckpt, bias)) if bias else y
+
+    def silu(self, x: str) -> str:
+        return self.g.op("Mul", x, self.g.op("Sigmoid", x))
+
+    # -- MLPs -------------------------------------------------------------------------------------------------
+
+    def relu2_mlp(self, x: str, up: str, down: str, bias: bool) -> str:
+        """Nemotron-H's MLP: down(relu(up(x))²)."""
+        h = self.g.op("Relu", self.linear(x, f"{up}.weight", f"{up}.bias" if bias else None))
+        return self.linear(self.g.op("Mul", h, h), f"{down}.weight", f"{down}.bias" if bias else None)
+
+    def swiglu_mlp(self, x: str, prefix: str, bias: bool) -> str:
+        """Llama's MLP: down(silu(gate(x)) * up(x))."""
+        def proj(name: str, v: str) -> str:
+            return self.linear(v, f"{prefix}.{name}.weight", f"{prefix}.{name}.bias" if bias else None)
+
+        return proj("down_proj", self.g.op("Mul", self.silu(proj("gate_proj", x)), proj("up_proj", x)))
+
+    # -- attention --------------------------------------------------------------------------------------------
+
+    def attention(self, x: str, layer: int, prefix: str, *, heads: int, kv_heads: int, head_dim: int,
+                  bias: bool = False, out_bias: bool = False, qk_norm_eps: float | None = None,
+                  inv_freq: np.ndarray | None = None) -> str:
+        """Causal self-attention over the past keys/values and these tokens; GQA without copying K/V.
+
+        `qk_norm_eps`: Qwen3's RMSNorm on each head's queries and keys. `inv_freq`: rotary embedding
+        frequencies ("rotate half" layout, as transformers applies them), or None for no positions.
+        """
+        g = self.g
+        kv_shape = (BATCH, kv_heads, PAST, head_dim)
+        past_k, past_v = self.state(layer, "key", kv_shape), self.state(layer, "value", kv_shape)
+        past_len = self.past_length(past_k)
+
+        def heads_of(proj: str, n: int, norm: str | None) -> str:
+            v = self.linear(x, f"{prefix}.{proj}.weight", f"{prefix}.{proj}.bias" if bias else None)
+            v = g.op("Reshape", v, g.const([0, 0, n, head_dim]))
+            if norm is not None:
+                v = self.rms_norm(v, norm, qk_norm_eps or 0.0)
+            return g.op("Transpose", v, perm=[0, 2, 1, 3])  # [batch, heads, sequence, head_dim]
+
+        with_norm = qk_norm_eps is not None
+        q = heads_of("q_proj", heads, f"{prefix}.q_norm.weight" if with_norm else None)
+        k = heads_of("k_proj", kv_heads, f"{prefix}.k_norm.weight" if with_norm else None)
+        v = heads_of("v_proj", kv_heads, None)
+        if inv_freq is not None:
+            cos, sin = self._rotary(inv_freq, past_len, x)
+            q, k = self._rotate(q, cos, sin, head_dim), self._rotate(k, cos, sin, head_dim)
+        k = g.op("Concat", past_k, k, axis=2)
+        v = g.op("Concat", past_v, v, axis=2)
+        self.present(k, layer, "key", kv_shape)
+        self.present(v, layer, "value", kv_shape)
+
+        # queries of the heads sharing one KV head become rows of one matrix: [b, kv, rep * L, d]
+        rep = heads // kv_heads
+        seq = self.dim(x, 1)
+        q = g.op("Reshape", q, g.const([0, kv_heads, -1, head_dim]))
+        scores = g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2]))
+        scores = g.op("Mul", scores, g.const(head_dim**-0.5, np.float32))
+        # [b, kv, rep, L, T] so that the causal mask [L, T] broadcasts
+        total = g.op("Shape", k, start=2, end=3)
+        scores = g.op("Reshape", scores, g.op("Concat", g.const([0, kv_heads, rep]), seq, total, axis=0))
+        rows = g.op("Add", g.op("Unsqueeze", g.op("Range", g.const(0), g.op("Squeeze", seq), g.const(1)),
+                                g.const([1])), past_len)
+        cols = g.op("Unsqueeze", g.op("Range", g.const(0), g.op("Squeeze", total), g.const(1)), g.const([0]))
+        scores = g.op("Where", g.op("LessOrEqual", cols, rows), scores, g.const(-np.inf, np.float32))
+        probs = g.op("Softmax", scores, axis=-1)
+        probs = g.op("Reshape", probs, g.op("Concat", g.const([0, kv_heads, -1]), total, axis=0))
+        out = g.op("MatMul", probs, v)  # [b, kv, rep * L, d]
+        out = g.op("Reshape", out, g.const([0, heads, -1, head_dim]))
+        out = g.op("Reshape", g.op("Transpose", out, perm=[0, 2, 1, 3]), g.const([0, 0, heads * head_dim]))
+        return self.linear(out, f"{prefix}.o_proj.weight", f"{prefix}.o_proj.bias" if out_bias else None)
+
+    def _rotary(self, inv_freq: np.ndarray, past_len: str, x: str) -> tuple[str, str]:
+        """cos and sin [sequence, head_dim] for positions past_len ... past_len + sequence - 1."""
+        key = tuple(float(f) for f in inv_freq)
+        if key not in self._rope:
+            g = self.g
+            start = g.op("Squeeze", past_len)
+            positions = g.op("Range", start, g.op("Add", start, g.op("Squeeze", self.dim(x, 1))), g.const(1))
+            positions = g.op("Unsqueeze", g.op("Cast", positions, to=1), g.const([1]))
+            freqs = g.op("Mul", positions, g.const(inv_freq.reshape(1, -1), np.float32))
+            angles = g.op("Concat", freqs, freqs, axis=-1)
+            self._rope[key] = (g.op("Cos", angles), g.op("Sin", angles))
+        return self._rope[key]
+
+    def _rotate(self, x: str, cos: str, sin: str, head_dim: int) -> str:
+        g = self.g
+        half = head_dim // 2
+        first = g.op("Slice", x, g.const([0]), g.const([half]), g.const([-1]))
+        second = g.op("Slice", x, g.const([half]), g.const([head_dim]), g.const([-1]))
+        rotated = g.op("Concat", g.op("Neg", second), first, axis=-1)
+        return g.op("Add", g.op("Mul", x, cos), g.op("Mul", rotated, sin))
+
+    # -- Mamba2 -----------------------------------------------------------------------------------------------
+
+    def mamba2(self, x: str, layer: int, prefix: str, m: Mamba2Dims) -> str:
+        """A Mamba2 mixer with explicit conv and SSM states, exact for any number of new tokens."""
+        g = self.g
+        conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
+        ssm_shape = (BATCH, m.heads, m.head_dim, m.state_size)
+        past_conv, past_ssm = self.state(layer, "conv", conv_shape), self.state(layer, "ssm", ssm_shape)
+
+        proj = self.linear(x, f"{prefix}.in_proj.weight")
+        gate, xbc, dt = g.op("Split", proj, g.const([m.d_inner, m.conv_dim, m.heads]), axis=-1, outputs=3)
+
+        # causal depthwise convolution over [past conv inputs, new inputs]; the last kernel-1 inputs are the
+        # next conv state
+        window = g.op("Concat", past_conv, g.op("Transpose", xbc, perm=[0, 2, 1]), axis=2)
+        self.present(g.op("Slice", window, g.const([1 - m.conv_kernel]), g.const([INT64_MAX]), g.const([2])),
+                     layer, "conv", conv_shape)
+        conv_w = self.weights.small(g, self.ckpt, f"{prefix}.conv1d.weight")
+        conv_in = [window, conv_w] + ([self.weights.small(g, self.ckpt, f"{prefix}.conv1d.bias")]
+                                      if m.conv_bias else [])
+        xbc = g.op("Transpose", self.silu(g.op("Conv", *conv_in, group=m.conv_dim)), perm=[0, 2, 1])
+        xs, b, c = g.op("Split", xbc, g.const([m.d_inner, m.groups * m.state_size, m.groups * m.state_size]),
+                        axis=-1, outputs=3)
+
+        dt = g.op("Softplus", g.op("Add", dt, self.weights.small(g, self.ckpt, f"{prefix}.dt_bias")))
+        dt = g.op("Max", dt, g.const(m.time_step_min, np.float32))  # transformers' time_step_limit
+        a_log = self.ckpt.load(f"{prefix}.A_log")
+        neg_a = g.const(-np.exp(a_log.astype(np.float32)), np.float32)
+        self.ckpt.release(f"{prefix}.A_log")
+        # one token (decode) takes the plain recurrence: a few operators instead of the chunked scan's many
+        one_token = g.op("Equal", g.op("Squeeze", self.dim(xs, 1)), g.const(1))
+        y, final = g.op("If", one_token, outputs=2,
+                        then_branch=g.branch(f"mamba{layer}_step", lambda: self._step(xs, b, c, dt, neg_a,
+                                                                                      past_ssm, m)),
+                        else_branch=g.branch(f"mamba{layer}_scan", lambda: self._ssd(xs, b, c, dt, neg_a,
+                                                                                     past_ssm, m)))
+        self.present(final, layer, "ssm", ssm_shape)
+
+        d = self.weights.small(g, self.ckpt, f"{prefix}.D", (m.heads, 1))
+        heads = g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim]))
+        y = g.op("Add", y, g.op("Reshape", g.op("Mul", heads, d), g.const([0, 0, m.d_inner])))
+
+        # gated RMSNorm, each group of channels normalised on its own
+        y = g.op("Mul", y, self.silu(gate))
+        grouped = g.op("Reshape", y, g.const([0, 0, m.groups, m.d_inner // m.groups]))
+        y = g.op("Reshape", self._normalize(grouped, m.eps), g.const([0, 0, m.d_inner]))
+        y = g.op("Mul", y, self.weights.small(g, self.ckpt, f"{prefix}.norm.weight"))
+        return self.linear(y, f"{prefix}.out_proj.weight")
+
+    def _per_head(self, v: str, m: Mamba2Dims) -> str:
+        """B or C [b, L, groups * state] -> [b, L, heads, state] (the heads of a group share it)."""
+        g = self.g
+        v = g.op("Reshape", v, g.const([0, 0, m.groups, 1, m.state_size]))
+        v = g.op("Expand", v, g.const([1, 1, 1, m.heads // m.groups, 1]))
+        return g.op("Reshape", v, g.const([0, 0, m.heads, m.state_size]))
+
+    def _step(self, xs: str, b: str, c: str, dt: str, neg_a: str, past: str, m: Mamba2Dims) -> list[str]:
+        """The recurrence for one token: state = exp(dt A) state + dt x B^T; y = state C."""
+        g = self.g
+        dt = g.op("Reshape", dt, g.const([-1, m.heads, 1, 1]))
+        x = g.op("Reshape", xs, g.const([-1, m.heads, m.head_dim, 1]))
+        b = g.op("Reshape", self._per_head(b, m), g.const([-1, m.heads, 1, m.state_size]))
+        c = g.op("Reshape", self._per_head(c, m), g.const([-1, m.heads, m.state_size, 1]))
+        decay = g.op("Exp", g.op("Mul", dt, g.op("Reshape", neg_a, g.const([m.heads, 1, 1]))))
+        state = g.op("Add", g.op("Mul", past, decay), g.op("MatMul", g.op("Mul", x, dt), b))
+        y = g.op("Reshape", g.op("MatMul", state, c), g.const([-1, 1, m.d_inner]))
+        return [y, state]
+
+    def _ssd(self, xs: str, b: str, c: str, dt: str, neg_a: str, past: str, m: Mamba2Dims) -> list[str]:
+        """The selective scan in Mamba2's chunked ("SSD") form, vectorised over chunks.
+
+        Chunks have min(chunk_size, L) tokens; the last is padded with dt = 0, which neither decays nor
+        feeds the state, so the result is exact for any L, and one decode token costs one 1-token chunk.
+        Returns y [b, L, d_inner] (without the D skip) and the final state [b, heads, head_dim, state].
+        """
+        g = self.g
+        seq = self.dim(xs, 1)
+        chunk = g.op("Min", seq, g.const([m.chunk_size]))
+        n_chunks = g.op("Div", g.op("Sub", g.op("Add", seq, chunk), g.const([1])), chunk)
+        pad = g.op("Sub", g.op("Mul", n_chunks, chunk), seq)
+
+        def chunked(v: str, tail: list[int]) -> str:
+            """[b, L, ...] -> zero-padded [b, n_chunks, chunk, ...]."""
+            v = g.op("Pad", v, g.op("Concat", g.const([0]), pad, axis=0), g.const(0.0, np.float32), g.const([1]))
+            return g.op("Reshape", v, g.op("Concat", g.const([0, -1]), chunk, g.const(tail), axis=0))
+
+        x_dt = g.op("Mul", g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim])), g.op("Unsqueeze", dt,
+                                                                                            g.const([-1])))
+        # head-major chunks: [b, n, heads, chunk, ...]
+        x_dt = g.op("Transpose", chunked(x_dt, [m.heads, m.head_dim]), perm=[0, 1, 3, 2, 4])
+        bh = g.op("Transpose", chunked(self._per_head(b, m), [m.heads, m.state_size]), perm=[0, 1, 3, 2, 4])
+        ch = g.op("Transpose", chunked(self._per_head(c, m), [m.heads, m.state_size]), perm=[0, 1, 3, 2, 4])
+        a = g.op("Transpose", chunked(g.op("Mul", dt, neg_a), [m.heads]), perm=[0, 1, 3, 2])  # [b, n, h, chunk]
+        a_cum = g.op("CumSum", a, g.const(-1))
+
+        # 1. within chunks: attention-like, with decay exp(a[s+1] + ... + a[l]) for s <= l
+        scores = g.op("MatMul", ch, g.op("Transpose", bh, perm=[0, 1, 2, 4, 3]))
+        y = g.op("MatMul", g.op("Mul", scores, self._decay_matrix(a)), x_dt)
+
+        # 2. each chunk's own contribution to the state at its end
+        a_last = g.op("Slice", a_cum, g.const([-1]), g.const([INT64_MAX]), g.const([-1]))
+        to_end = g.op("Exp", g.op("Sub", a_last, a_cum))
+        states = g.op("MatMul", g.op("Transpose", g.op("Mul", x_dt, g.op("Unsqueeze", to_end, g.const([-1]))),
+                                     perm=[0, 1, 2, 4, 3]), bh)  # [b, n, h, head_dim, state]
+
+        # 3. states at chunk starts: the past state and every chunk's contribution, decayed across chunks
+        states = g.op("Concat", g.op("Unsqueeze", past, g.const([1])), states, axis=1)  # [b, n + 1, h, p, s]
+        flat = g.op("Transpose", g.op("Reshape", states, g.const([0, 0, m.heads, -1])), perm=[0, 2, 1, 3])
+        chunk_decay = g.op("Squeeze", g.op("Transpose", a_last, perm=[0, 2, 1, 3]), g.const([-1]))  # [b, h, n]
+        chunk_decay = g.op("Pad", chunk_decay, g.const([1, 0]), g.const(0.0, np.float32), g.const([-1]))
+        starts = g.op("MatMul", self._decay_matrix(chunk_decay), flat)  # [b, h, n + 1, p * s]
+        starts = g.op("Reshape", g.op("Transpose", starts, perm=[0, 2, 1, 3]),
+                      g.const([0, 0, m.heads, m.head_dim, m.state_size]))
+        final = g.op("Gather", starts, g.op("Squeeze", n_chunks), axis=1)
+        entering = g.op("Slice", starts, g.const([0]), n_chunks, g.const([1]))
+
+        # 4. what the state entering each chunk adds to its outputs
+        from_start = g.op("MatMul", ch, g.op("Transpose", entering, perm=[0, 1, 2, 4, 3]))
+        y = g.op("Add", y, g.op("Mul", from_start, g.op("Unsqueeze", g.op("Exp", a_cum), g.const([-1]))))
+
+        # [b, n, h, chunk, p] -> [b, L, h * p]
+        y = g.op("Reshape", g.op("Transpose", y, perm=[0, 1, 3, 2, 4]), g.const([0, -1, m.d_inner]))
+        y = g.op("Slice", y, g.const([0]), seq, g.const([1]))
+        return [y, final]
+
+    def _decay_matrix(self, a: str) -> str:
+        """exp(a[j+1] + ... + a[i]) for j <= i, else 0, over the last axis of `a` ([..., n] -> [..., n, n]).
+
+        Summed as a masked cumulative sum, as transformers does, rather than a difference of cumulative
+        sums, which loses precision when the sums grow large."""
+        g = self.g
+        n = self.dim(a, -1)
+        index = g.op("Range", g.const(0), g.op("Squeeze", n), g.const(1))
+        rows, cols = g.op("Unsqueeze", index, g.const([1])), g.op("Unsqueeze", index, g.const([0]))
+        repeated = g.op("Expand", g.op("Unsqueeze", a, g.const([-1])), g.op("Concat", g.const([1]), n, axis=0))
+        below = g.op("Where", g.op("Less", cols, rows), repeated, g.const(0.0, np.float32))
+        sums = g.op("CumSum", below, g.const(-2))
+        return g.op("Where", g.op("LessOrEqual", cols, rows), g.op("Exp", sums), g.const(0.0, np.float32))
+
+
+@dataclass(frozen=True)
+class Mamba2Dims:
+    """Sizes of one Mamba2 mixer."""
+
+    heads: int
+    head_dim: int
+    state_size: int
+    groups: int
+    conv_kernel: int
+    conv_bias: bool
+    chunk_size: int
+    time_step_min: float
+    eps: float
+
+    @property
+    def d_inner(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        return self.d_inner + 2 * self.groups * self.state_size

@@ -1,0 +1,89 @@
+"""ONNX packages run by ONNX Runtime against transformers in float32 (the reference implementation).
+
+The Nemotron-H checkpoints use a Mamba2 chunk size of 16, so the lengths below fall on both sides of
+chunk boundaries: the chunked scan must be exact for any length, with and without a past state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import localai
+from tests import zoo
+
+MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2"]
+CHUNK = 16
+LENGTHS = [1, 7, CHUNK - 1, CHUNK + 1, 3 * CHUNK]
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16"])
+@pytest.mark.parametrize("name", MODELS)
+def test_full_sequence_logits_match_transformers(name, quant, onnx_package, checkpoint, reference):
+    model = localai.load(onnx_package(name, quant), n_ctx=256)
+    worst = 0.0
+    for n in LENGTHS:
+        tokens = zoo.random_tokens(n, model.manifest.tokenizer["size"], seed=n)
+        got = model.backend.logits(tokens)
+        expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+        assert got.shape == expected.shape
+        worst = max(worst, float(np.abs(got - expected).max()))
+    model.close()
+    assert worst <= TOLERANCE[quant]
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16"])
+@pytest.mark.parametrize("name", MODELS)
+def test_incremental_logits_match_transformers(name, quant, onnx_package, checkpoint, reference):
+    """Prefill, then pieces of every awkward length on top of the state, then one token at a time."""
+    model = localai.load(onnx_package(name, quant), n_ctx=256)
+    pieces = [7, CHUNK + 1, CHUNK - 1, 3 * CHUNK, 1, 1, 1]
+    tokens = zoo.random_tokens(sum(pieces), model.manifest.tokenizer["size"], seed=5)
+    expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+    backend, start, worst = model.backend, 0, 0.0
+    backend.reset()
+    for size in pieces:
+        got = backend.eval(tokens[start : start + size])
+        start += size
+        worst = max(worst, float(np.abs(got - expected[start - 1]).max()))
+    assert backend.n_past == len(tokens)
+    model.close()
+    assert worst <= TOLERANCE[quant]
+
+
+def test_manifest_describes_every_state(onnx_package):
+    manifest = localai.load(onnx_package("nemotron_h", "fp32")).manifest
+    graph = manifest.graph
+    inputs = {spec["name"]: spec for spec in graph["inputs"]}
+    outputs = {spec["name"] for spec in graph["outputs"]}
+    # zoo nemotron_h: M - * M - M; 8 Mamba heads of 32, state 32, 2 groups, kernel 4; 2 KV heads of 64
+    conv_dim = 8 * 32 + 2 * 2 * 32
+    for layer in (0, 3, 5):
+        assert inputs[f"past.{layer}.conv"]["shape"] == ["batch", conv_dim, 3]
+        assert inputs[f"past.{layer}.ssm"]["shape"] == ["batch", 8, 32, 32]
+        assert {f"present.{layer}.conv", f"present.{layer}.ssm"} <= outputs
+    assert inputs["past.2.key"]["shape"] == inputs["past.2.value"]["shape"] == ["batch", 2, "past_sequence", 64]
+    assert not any(name.startswith(("past.1.", "past.4.")) for name in inputs)  # MLP layers keep no state
+    assert inputs["input_ids"]["dtype"] == "int64" and "logits" in outputs
+    assert {a.format for a in manifest.artifacts} == {"onnx", "onnx-data"}
+
+
+# Regression bounds measured on these random checkpoints (docs/onnx-conversion.md), with head-room;
+# GGUF's q8_0 and q4_k_m on the same checkpoints are the yardstick.
+KL_BOUND = {"int8": 1e-3, "int4": 5e-2}
+
+
+@pytest.mark.parametrize("flavor", ["ort", "portable"])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama"])
+def test_quantized_kl_divergence_is_bounded(name, flavor, onnx_package, checkpoint, reference):
+    tokens = zoo.random_tokens(80, 500, seed=2)
+    expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+    kl = {}
+    for quant in ("fp16", "int8", "int4"):
+        model = localai.load(onnx_package(name, quant, flavor), n_ctx=256)
+        kl[quant] = zoo.mean_kl(expected, model.backend.logits(tokens))
+        model.close()
+    assert kl["int8"] <= KL_BOUND["int8"]
+    assert kl["int4"] <= KL_BOUND["int4"]
+    assert kl["fp16"] < kl["int8"] < kl["int4"], kl
