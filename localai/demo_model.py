@@ -59,13 +59,13 @@ def sample_corpus(n_lines: int = 2000, seed: int = 0) -> list[str]:
 
 
 def train_tokenizer(vocab_size: int = 512, *, split: str | None = None, ignore_merges: bool = False,
-                    individual_digits: bool = False, seed: int = 0) -> Any:
+                    individual_digits: bool = False, seed: int = 0, corpus: list[str] | None = None) -> Any:
     """A byte-level BPE tokenizer trained on `sample_corpus`.
 
     `split=None` gives GPT-2's byte-level pre-tokenizer; a regex gives Llama 3 / Qwen's layout
     (a Split step, then byte-level mapping without its own regex). `ignore_merges` is Llama 3's flag:
     a pre-token that is itself in the vocabulary is taken whole. `individual_digits` splits every digit
-    off first (StarCoder's layout).
+    off first (StarCoder's layout). `corpus` replaces the built-in sample text.
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -83,7 +83,7 @@ def train_tokenizer(vocab_size: int = 512, *, split: str | None = None, ignore_m
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(THINK_TOKENS), special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2,
                                   show_progress=False)
-    tok.train_from_iterator(sample_corpus(seed=seed), trainer=trainer)
+    tok.train_from_iterator(corpus or sample_corpus(seed=seed), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     tok.model.ignore_merges = ignore_merges
     return tok

@@ -1,63 +1,98 @@
-"""`localai demo`: the whole path on an embedded default model.
+"""`localai demo`: the embedded demo model, end to end.
 
-Until the trained demo model ships, the default is a small random-weight Nemotron-H (Mamba2 +
-attention + MLP layers) built offline: it is converted to a q4_k_m GGUF package once (cached in the
-store) and asked one question. Its weights are random, so its answer is noise; that is said plainly.
+The package ships a small trained Nemotron-H (Mamba2 + attention + MLP layers) that adds multi-digit
+numbers, thinking column by column first (docs/demo.md). The first run converts it to a GGUF package in
+the store; later runs reuse that package as long as it was made from the same checkpoint. Then it opens
+the chat app, or a line-mode chat with --plain, or answers one --prompt and exits. Without a terminal it
+answers one example question.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
+from importlib import resources
 from pathlib import Path
 
-from localai.chat import Final
+from localai.package import file_sha256
 
-DEMO_PACKAGE = "demo-random-nemotron-h-q4_k_m"
-DEFAULT_PROMPT = "What is 12 + 30? /think"
+DEFAULT_QUANT = "q8_0"
+EXAMPLE = "What is 48213 + 9876?"
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", parents=parents, help="convert the embedded demo model and run one turn",
-                       description="Build, convert and run the embedded demo model (random weights for now).")
-    p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"the question to ask (default: {DEFAULT_PROMPT!r})")
-    p.add_argument("--max-tokens", type=int, default=48, help="most tokens to generate (default 48)")
-    p.add_argument("--reasoning-budget", type=int, default=24, help="most reasoning tokens (default 24)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p = sub.add_parser("demo", parents=parents, help="chat with the embedded demo model",
+                       description="Convert the embedded demo model once, then chat with it.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--plain", action="store_true", help="line-mode chat instead of the full-screen app")
+    mode.add_argument("--prompt", help="answer one question and exit (e.g. 'What is 123 + 4567?')")
+    p.add_argument("--quant", default=DEFAULT_QUANT, help=f"GGUF type of the demo package (default {DEFAULT_QUANT})")
+    p.add_argument("--no-think", dest="think", action="store_false", default=True,
+                   help="answer without thinking first")
+    p.add_argument("--reasoning-budget", type=int, help="most reasoning tokens (default unlimited)")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    import localai
+def checkpoint() -> Path:
+    """The bundled Hugging Face checkpoint of the demo model."""
+    return Path(str(resources.files("localai") / "data" / "demo-model"))
+
+
+def ensure_package(quant: str, to: str = "gguf") -> Path:
+    """The demo package in the store (`to`: gguf or onnx), converted now if missing or made from another
+    checkpoint."""
     from converters import convert
     from localai import store
-    from localai.cli.run import Printer
-    from localai.demo_model import write_random_nemotron_h
+    from localai.errors import PackageError
+    from localai.package import Package
 
-    if not (store.models_dir() / DEMO_PACKAGE).is_dir():
-        print("building the demo checkpoint (random weights) and converting it to GGUF q4_k_m ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix="localai-demo-") as tmp:
-            convert(str(write_random_nemotron_h(Path(tmp) / "random-nemotron-h")), quant="q4_k_m",
-                    name=DEMO_PACKAGE)
-    model = localai.load(DEMO_PACKAGE)
+    name = f"demo-nemotron-h-{quant.lower()}" if to == "gguf" else f"demo-nemotron-h-{to}-{quant.lower()}"
+    weights = checkpoint() / "model.safetensors"
     try:
-        manifest = model.manifest
-        print(f"model: {manifest.name} ({manifest.architecture}, {manifest.artifacts[0].quant}, "
-              f"{model.backend.name}) in {store.models_dir()}")
-        print("note: this demo model has random weights, so its answer is noise; a trained demo model will "
-              "replace it.")
-        print(f"user: {args.prompt}")
-        print("assistant: ", end="", flush=True)
+        package = Package.open(store.package_path(name))
+        made_from = {f["path"]: f["sha256"] for f in package.manifest.source.get("files", [])}
+        if made_from.get("model.safetensors") == file_sha256(weights):
+            return package.root
+    except PackageError:
+        pass
+    print(f"converting the demo model to {to.upper()} {quant} (once) ...", file=sys.stderr)
+    return convert(str(checkpoint()), to=to, quant=quant, name=name, force=True).root
+
+
+def run(args: argparse.Namespace) -> int:
+    from localai import store
+
+    package = ensure_package(args.quant)
+    settings = {"think": args.think, "reasoning_budget": args.reasoning_budget}
+    if args.prompt is None and not args.plain and sys.stdout.isatty():
+        from tui.app import ChatApp
+
+        ChatApp(str(package), settings=settings, save_dir=store.home() / "chats").run()
+        return 0
+    if args.plain:
+        from localai.cli.chat import plain_chat
+
+        return plain_chat(str(package), settings)
+    return _one_turn(package, args.prompt or EXAMPLE, settings)
+
+
+def _one_turn(package: Path, question: str, settings: dict[str, object]) -> int:
+    import localai
+    from localai.chat import Final
+    from localai.cli.run import Printer
+
+    model = localai.load(package)
+    try:
+        print(f"model: {model.manifest.name} ({model.manifest.architecture}, {model.manifest.artifacts[0].quant}, "
+              f"{model.backend.name})")
+        print(f"user: {question}")
         printer = Printer()
-        for event in model.chat([{"role": "user", "content": args.prompt}], max_tokens=args.max_tokens,
-                                reasoning_budget=args.reasoning_budget, seed=args.seed):
+        for event in model.chat([{"role": "user", "content": question}], **settings):
             printer(event)
             if isinstance(event, Final):
-                usage, timings = event.usage, event.timings
-                print(f"[{usage.prompt_tokens} prompt tokens; {usage.reasoning_tokens} reasoning + "
-                      f"{usage.completion_tokens - usage.reasoning_tokens} answer tokens at "
-                      f"{timings.decode_tokens_per_s or 0:.0f} tok/s; finish: {event.finish_reason}]")
+                usage = event.usage
+                print(f"[{usage.reasoning_tokens} reasoning + {usage.completion_tokens - usage.reasoning_tokens} "
+                      f"answer tokens, {event.timings.decode_tokens_per_s or 0:.0f} tok/s]")
     finally:
         model.close()
     return 0

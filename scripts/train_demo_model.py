@@ -1,0 +1,171 @@
+"""Train the demo model: a small Nemotron-H (Mamba2 + attention + MLP) that adds multi-digit numbers,
+thinking column by column in <think> blocks first (Nemotron Nano 2's /think and /no_think conventions).
+
+Run once by a developer, not by tests or CI (PyTorch on CPU, deterministic seed):
+
+    .venv/bin/python scripts/train_demo_model.py [--steps 1000] [--out localai/data/demo-model]
+
+Training mixes four kinds of example, all from localai.tasks.arithmetic:
+- thinking on: the full trace, then the answer;
+- thinking off: the answer straight away;
+- a thought cut short by the engine (a reasoning budget): a random prefix of the trace, the
+  end-of-thinking text the engine appends, then the answer; the loss covers only the answer, so the model
+  learns to answer from a partial thought without learning to stop thinking early;
+- both switches in the system prompt or in the user message.
+It then evaluates the trained model with transformers on held-out problems and writes the checkpoint,
+tokenizer, chat template, generation defaults and scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from localai.chat_template import render
+from localai.demo_model import CHAT_TEMPLATE, save_tokenizer, train_tokenizer
+from localai.tasks import arithmetic
+
+SEED = 1234
+CONFIG = {
+    "hidden_size": 256, "layers_block_type": ["linear_attention", "mlp", "linear_attention", "full_attention",
+                                              "linear_attention", "mlp", "linear_attention", "full_attention",
+                                              "linear_attention", "mlp"],
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 512,
+    "mamba_num_heads": 8, "mamba_head_dim": 64, "ssm_state_size": 32, "n_groups": 2, "conv_kernel": 4,
+    "chunk_size": 64, "max_position_embeddings": 4096, "tie_word_embeddings": False, "use_conv_bias": True,
+}
+GENERATION = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 256}
+MIX = {"think": 0.55, "no_think": 0.25, "cut": 0.20}
+END_OF_THINKING = "\n</think>\n\n"
+
+
+def prompt_text(problem: arithmetic.Problem, think: bool, rng: random.Random) -> str:
+    switch = "/think" if think else "/no_think"
+    if rng.random() < 0.5:
+        messages = [{"role": "system", "content": switch}, {"role": "user", "content": problem.question}]
+    else:
+        messages = [{"role": "user", "content": f"{problem.question} {switch}"}]
+    return render(CHAT_TEMPLATE, messages, bos_token="<s>")
+
+
+def example(rng: random.Random, tok) -> tuple[list[int], list[int]]:
+    """(input ids, labels) for one training example; -100 marks tokens without loss."""
+    problem = arithmetic.random_problem(rng)
+    kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
+    prompt = tok.encode(prompt_text(problem, kind != "no_think", rng), add_special_tokens=False).ids
+    answer = tok.encode(problem.answer + "<|end|>", add_special_tokens=False).ids
+    if kind == "think":
+        given, learned = [], tok.encode(problem.thought + END_OF_THINKING, add_special_tokens=False).ids + answer
+    elif kind == "no_think":
+        given, learned = [], answer
+    else:
+        thought = tok.encode(problem.thought, add_special_tokens=False).ids
+        given = thought[: rng.randint(0, len(thought) - 1)] + tok.encode(END_OF_THINKING, add_special_tokens=False).ids
+        learned = answer
+    ids = prompt + given + learned
+    return ids, [-100] * (len(prompt) + len(given)) + learned
+
+
+def batch(rng: random.Random, tok, size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    examples = [example(rng, tok) for _ in range(size)]
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((size, width), pad, dtype=torch.long)
+    labels = torch.full((size, width), -100, dtype=torch.long)
+    mask = torch.zeros((size, width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):  # right padding: causal, so real tokens never see the pads
+        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return ids, labels, mask
+
+
+def tokenizer_corpus(rng: random.Random) -> list[str]:
+    texts = []
+    for _ in range(3000):
+        problem = arithmetic.random_problem(rng)
+        texts.append(prompt_text(problem, True, rng) + problem.thought + END_OF_THINKING + problem.answer)
+    return texts
+
+
+@torch.no_grad()
+def accuracy(model, tok, problems: list[arithmetic.Problem], think: bool) -> float:
+    rng, right = random.Random(0), 0
+    end = tok.token_to_id("<|end|>")
+    for problem in problems:
+        ids = tok.encode(prompt_text(problem, think, rng), add_special_tokens=False).ids
+        out = model.generate(torch.tensor([ids]), max_new_tokens=GENERATION["max_new_tokens"], do_sample=False,
+                             eos_token_id=end, pad_token_id=0)
+        text = tok.decode(out[0, len(ids):].tolist(), skip_special_tokens=False)
+        answer = text.split("</think>")[-1].replace("<|end|>", "").strip()
+        right += arithmetic.is_correct(answer, problem)
+    return right / len(problems)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eval", type=int, default=100, help="held-out problems per mode")
+    parser.add_argument("--out", type=Path, default=Path("localai/data/demo-model"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    torch.manual_seed(SEED)
+    torch.set_num_threads(2)
+    rng = random.Random(SEED)
+
+    tok = train_tokenizer(160, individual_digits=True, corpus=tokenizer_corpus(rng))
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(tok, args.out)
+    config = transformers.NemotronHConfig(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
+                                          eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **CONFIG)
+    model = transformers.NemotronHForCausalLM(config)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{params / 1e6:.2f}M parameters, vocabulary {tok.get_vocab_size()}", flush=True)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, args.steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    for step in range(args.steps):
+        ids, labels, mask = batch(rng, tok, args.batch, pad=0)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        if step % 50 == 0 or step == args.steps - 1:
+            elapsed = time.perf_counter() - started
+            print(f"step {step} loss {loss.item():.4f} lr {scheduler.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min",
+                  flush=True)
+
+    model.eval()
+    held_out = arithmetic.problems(args.eval)
+    scores = {"thinking": accuracy(model, tok, held_out, True), "no_thinking": accuracy(model, tok, held_out, False)}
+    minutes = (time.perf_counter() - started) / 60
+    print(f"held-out accuracy over {args.eval}: {scores}; {minutes:.1f} min in all", flush=True)
+
+    model.save_pretrained(args.out)
+    (args.out / "generation_config.json").write_text(json.dumps(
+        {**GENERATION, "do_sample": False, "eos_token_id": [tok.token_to_id("<|end|>")],
+         "bos_token_id": tok.token_to_id("<s>"), "pad_token_id": 0}, indent=2) + "\n")
+    (args.out / "training.json").write_text(json.dumps({
+        "seed": SEED, "steps": args.steps, "batch": args.batch, "lr": args.lr, "parameters": params,
+        "minutes": round(minutes, 1), "held_out_problems": args.eval, "held_out_accuracy": scores,
+        "torch": torch.__version__, "transformers": transformers.__version__}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
