@@ -54,20 +54,23 @@ def convert(
     name: str | None = None,
     force: bool = False,
     threads: int | None = None,
-    flavor: str = "ort",
-    block_size: int = onnx_quant.DEFAULT_BLOCK,
+    flavor: str | None = None,
+    block_size: int | None = None,
     progress: Progress | None = None,
 ) -> Package:
     """Convert checkpoint `src` (folder or repo id) into a package at `output`, or in the store.
 
     `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type) or "onnx" (`quant` fp32
-    (default), fp16, int8, int4; `flavor` "ort" or "portable"; `block_size` of int8/int4)."""
+    (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
     if to == "gguf":
+        if flavor is not None or block_size is not None:
+            raise ConversionError("--flavor and --block-size apply to --to onnx only")
         quant = to_gguf.check_quant(quant or "f16")
     else:
-        quant, flavor = onnx_quant.check(quant or "fp32", flavor, block_size)
+        block_size = onnx_quant.DEFAULT_BLOCK if block_size is None else block_size
+        quant, flavor = onnx_quant.check(quant or "fp32", flavor or "ort", block_size)
     source = resolve_source(src)
     with Checkpoint(source.path) as ckpt:
         arch = architecture_for(ckpt.config)
@@ -76,12 +79,11 @@ def convert(
         # the GGUF plan names every source tensor with its expected shape: both formats check against it
         plan = arch.tensor_plan(args, set(ckpt.tensors))
         check_sources(plan, {n: ref.shape for n, ref in ckpt.tensors.items()}, arch.IGNORED_TENSORS)
-        if to == "gguf":
-            vocab = tokenizer.gguf_vocab(args.vocab_size)
-        elif not hasattr(arch, "build_onnx"):
+        vocab = tokenizer.gguf_vocab(args.vocab_size)  # checks the tokenizer against the embedding size
+        if to == "onnx" and not hasattr(arch, "build_onnx"):
             raise ConversionError(f"ONNX export is not available for model_type {ckpt.config['model_type']!r}")
 
-        label = quant if to == "gguf" else f"onnx-{quant}"
+        label = quant if to == "gguf" else f"onnx-{quant}" + ("-portable" if flavor == "portable" else "")
         package_name = store.validate_name(name) if name else store.default_name(source.display_name, label)
         target = output.expanduser().absolute() if output else store.package_path(package_name)
         if target.resolve() == source.path or target.resolve() in source.path.parents:
@@ -97,12 +99,16 @@ def convert(
             else:
                 if progress:
                     progress("building the ONNX graph", 0, 1)
-                weights = onnx_quant.WeightFormat(quant, flavor, block_size)
+                weights = onnx_quant.WeightFormat(quant, str(flavor), int(block_size))
                 graph = to_onnx.write_onnx(staging, arch, args, ckpt, weights, __version__)
+                if progress:
+                    progress("building the ONNX graph", 1, 1)
                 to_onnx.copy_tokenizer(source.path, staging)
                 artifacts = [_artifact(staging / to_onnx.MODEL_FILE, "onnx", quant),
                              _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant)]
-                versions = {"onnx": _version("onnx"), "onnxruntime": _version("onnxruntime")}
+                runtime = next((v for v in map(_version, ("onnxruntime", "onnxruntime-gpu")) if v != "unknown"),
+                               "unknown")
+                versions = {"onnx": _version("onnx"), "onnxruntime": runtime}
             manifest = Manifest(
                 name=package_name,
                 architecture=ckpt.config["model_type"],

@@ -91,8 +91,8 @@ class ModelArgs:
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
             context_length=positive("max_position_embeddings",
                                     hparam(config, "max_position_embeddings", default=4096)),
-            chunk_size=positive("chunk_size", hparam(config, "chunk_size", default=128)),
-            time_step_min=hparam(config, "time_step_min", cast=float, default=1e-3),
+            chunk_size=positive("chunk_size", hparam(config, "chunk_size", "mamba_chunk_size", default=128)),
+            time_step_min=hparam(config, "time_step_min", "mamba_dt_min", cast=float, default=1e-3),
         )
         if args.d_inner % args.n_groups:
             raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")

@@ -40,7 +40,7 @@ class Decoder:
         """Token embeddings of the `input_ids` input."""
         ids = self.g.input("input_ids", "int64", (BATCH, SEQUENCE))
         self.g.input("logits_to_keep", "int64", ())
-        return self.g.op("Gather", self.weights.table(self.g, self.ckpt, table), ids, axis=0)
+        return self.weights.embed(self.g, self.ckpt, table, ids)
 
     def state(self, layer: int, kind: str, shape: tuple[int | str, ...]) -> str:
         """Declare the state `kind` of `layer`: its past input now, its present output via `present()`."""
@@ -52,9 +52,8 @@ class Decoder:
     def head(self, x: str, norm: str, eps: float, lm_head: str, vocab_size: int) -> None:
         """Final norm, the last `logits_to_keep` positions, and their logits."""
         g = self.g
-        x = self.rms_norm(x, norm, eps)
         keep = g.op("Neg", g.op("Unsqueeze", "logits_to_keep", g.const([0])))
-        x = g.op("Slice", x, keep, g.const([INT64_MAX]), g.const([1]))
+        x = self.rms_norm(g.op("Slice", x, keep, g.const([INT64_MAX]), g.const([1])), norm, eps)
         logits = self.weights.head(g, self.ckpt, x, lm_head)
         g.output(logits, "logits", "float32", (BATCH, "kept", vocab_size))
 
@@ -203,7 +202,6 @@ class Decoder:
                         axis=-1, outputs=3)
 
         dt = g.op("Softplus", g.op("Add", dt, self.weights.small(g, self.ckpt, f"{prefix}.dt_bias")))
-        dt = g.op("Max", dt, g.const(m.time_step_min, np.float32))  # transformers' time_step_limit
         a_log = self.ckpt.load(f"{prefix}.A_log")
         neg_a = g.const(-np.exp(a_log.astype(np.float32)), np.float32)
         self.ckpt.release(f"{prefix}.A_log")
@@ -254,6 +252,8 @@ class Decoder:
         Returns y [b, L, d_inner] (without the D skip) and the final state [b, heads, head_dim, state].
         """
         g = self.g
+        # transformers clamps dt from below in its chunked scan only, not in its one-token step
+        dt = g.op("Max", dt, g.const(m.time_step_min, np.float32))
         seq = self.dim(xs, 1)
         chunk = g.op("Min", seq, g.const([m.chunk_size]))
         n_chunks = g.op("Div", g.op("Sub", g.op("Add", seq, chunk), g.const([1])), chunk)

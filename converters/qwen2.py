@@ -12,12 +12,15 @@ from localai.errors import ConversionError
 GGUF_ARCH = gguf.MODEL_ARCH.QWEN2
 IGNORED_TENSORS = llama.IGNORED_TENSORS
 ModelArgs = llama.ModelArgs
-write_hparams = llama.write_hparams
+
+
+def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
+    if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
+        raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()} in GGUF")
+    llama.write_hparams(args, writer)
 
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
-    if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
-        raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()}")
     return llama.dense_plan(args, present, GGUF_ARCH, permute_qk=False, qkv_bias=True)
 
 

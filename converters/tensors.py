@@ -86,3 +86,13 @@ def check_sources(plan: Iterable[OutputTensor], shapes: dict[str, tuple[int, ...
     if unused:
         more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
         raise ConversionError(f"checkpoint tensor {unused[0]!r}{more} does not fit the config; refusing to drop it")
+
+
+F16_MAX = float(np.finfo(np.float16).max)
+
+
+def as_float16(name: str, data: np.ndarray, instead: str) -> np.ndarray:
+    """`data` as float16, refusing values beyond its range (they would silently become inf)."""
+    if data.size and float(np.abs(data).max()) > F16_MAX:
+        raise ConversionError(f"tensor {name} holds values beyond float16's range; convert to {instead}")
+    return np.ascontiguousarray(data, dtype=np.float16)

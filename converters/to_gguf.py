@@ -17,7 +17,7 @@ import gguf
 import numpy as np
 
 from converters.checkpoint import Checkpoint
-from converters.tensors import OutputTensor, shape_only
+from converters.tensors import OutputTensor, as_float16, shape_only
 from converters.vocab import GGUFVocab
 from localai.errors import ConversionError
 
@@ -39,7 +39,6 @@ LLAMA_QUANTIZED_TYPES: dict[str, gguf.LlamaFileType] = {
     for ft in F
     if ft not in _NOT_OFFERED and ft.name.removeprefix("MOSTLY_").lower() not in DIRECT_TYPES
 }
-_F16_MAX = float(np.finfo(np.float16).max)
 # Q8_0 blocks hold 32 values along the input dimension
 _Q8_0_BLOCK = gguf.GGML_QUANT_SIZES[Q.Q8_0][0]
 
@@ -128,9 +127,7 @@ def _encode(name: str, data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np
     if qtype == Q.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
     if qtype == Q.F16:
-        if data.size and float(np.abs(data).max()) > _F16_MAX:
-            raise ConversionError(f"tensor {name} holds values beyond float16's range; convert to bf16 or f32")
-        return np.ascontiguousarray(data, dtype=np.float16)
+        return as_float16(name, data, "bf16 or f32")
     return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
 
 

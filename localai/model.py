@@ -96,18 +96,24 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     """
     package = resolve(model)
     artifact = _runnable_artifact(package)
+    for part in package.manifest.artifacts:  # an ONNX graph's weights are a second file
+        _check_present(package, part)
     path = package.path_of(artifact)
-    if not path.is_file():
-        raise PackageError(f"package {package.manifest.name} lacks its artifact {artifact.path}")
-    if path.stat().st_size != artifact.bytes:  # cheap; the full hash check is `localai verify`'s job
-        raise PackageError(f"package {package.manifest.name}: {artifact.path} has {path.stat().st_size} bytes, "
-                           f"the manifest says {artifact.bytes} (incomplete or corrupt copy)")
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length)
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
     if package.manifest.thinking is None:
         package.manifest.thinking = _detect_think_tokens(backend)
     return Model(package, backend)
+
+
+def _check_present(package: Package, artifact: Artifact) -> None:
+    path = package.path_of(artifact)
+    if not path.is_file():
+        raise PackageError(f"package {package.manifest.name} lacks its artifact {artifact.path}")
+    if path.stat().st_size != artifact.bytes:  # cheap; the full hash check is `localai verify`'s job
+        raise PackageError(f"package {package.manifest.name}: {artifact.path} has {path.stat().st_size} bytes, "
+                           f"the manifest says {artifact.bytes} (incomplete or corrupt copy)")
 
 
 def resolve(model: str | Path) -> Package:
@@ -137,6 +143,9 @@ def _runnable_artifact(package: Package) -> Artifact:
 def bare_gguf_package(path: Path) -> Package:
     """A package description for a GGUF file without a localai manifest, from the file's own metadata."""
     import gguf
+
+    if path.suffix == ".onnx":
+        raise PackageError(f"an ONNX model runs from its package: pass the folder {path.parent}")
 
     try:
         reader = gguf.GGUFReader(path)

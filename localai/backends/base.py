@@ -88,3 +88,15 @@ def default_threads() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def checked_tokens(tokens: Sequence[int], *, n_vocab: int, n_past: int = 0, n_ctx: int | None = None) -> list[int]:
+    """`tokens` as ints, after checking that each is in the vocabulary (out-of-range ids crash native
+    runtimes) and, given `n_ctx`, that they fit in the context after the `n_past` already there."""
+    tokens = [int(t) for t in tokens]
+    bad = [t for t in tokens if not 0 <= t < n_vocab]
+    if bad:
+        raise BackendError(f"token id {bad[0]} is outside the vocabulary (0..{n_vocab - 1})")
+    if n_ctx is not None and n_past + len(tokens) > n_ctx:
+        raise BackendError(f"context full: {n_past} + {len(tokens)} tokens exceed the context size {n_ctx}")
+    return tokens

@@ -19,7 +19,7 @@ import llama_cpp
 import numpy as np
 
 from localai.backends import llama_log
-from localai.backends.base import default_threads, guarded
+from localai.backends.base import checked_tokens, default_threads, guarded
 from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
@@ -88,7 +88,7 @@ class LlamaCppBackend:
 
     @guarded
     def token_bytes(self, token: int) -> bytes:
-        self._check_ids([token])
+        checked_tokens([token], n_vocab=self.n_vocab)
         size = 64
         while True:
             buf = ctypes.create_string_buffer(size)
@@ -131,12 +131,7 @@ class LlamaCppBackend:
                 self._llm.close()
 
     def _decode(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
-        tokens = [int(t) for t in tokens]
-        self._check_ids(tokens)
-        if self._n_past + len(tokens) > self.n_ctx:
-            raise BackendError(
-                f"context full: {self._n_past} + {len(tokens)} tokens exceed the context size {self.n_ctx}"
-            )
+        tokens = checked_tokens(tokens, n_vocab=self.n_vocab, n_past=self._n_past, n_ctx=self.n_ctx)
         rows: list[np.ndarray] = []
         for start in range(0, len(tokens), self._n_batch):
             chunk = tokens[start : start + self._n_batch]
@@ -151,10 +146,3 @@ class LlamaCppBackend:
                 ptr = llama_cpp.llama_get_logits(self._ctx)
                 rows.append(np.ctypeslib.as_array(ptr, shape=(len(chunk), self.n_vocab)).copy())
         return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), np.float32)
-
-    def _check_ids(self, tokens: Sequence[int]) -> None:
-        # out-of-range ids abort the whole process inside llama.cpp, so they never get that far
-        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
-        if bad:
-            raise BackendError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
-

@@ -17,13 +17,13 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from localai.backends.base import default_threads, guarded
+from localai.backends.base import checked_tokens, default_threads, guarded
 from localai.errors import BackendError, PackageError
 from localai.package import Package
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
-AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+FALLBACK_ORDER = ("tensorrt", "cuda", "cpu")
 # token texts that end generation besides the declared end-of-sequence tokens: the set llama.cpp uses, so
 # that a model stops at the same token on either backend
 END_OF_TURN_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
@@ -33,10 +33,12 @@ END_OF_TURN_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|cal
 
 
 def providers_for(device: str) -> list[str]:
-    """ONNX Runtime execution providers for `device` (auto: TensorRT, then CUDA, then CPU)."""
+    """ONNX Runtime execution providers for `device`. auto: CUDA if installed, else CPU; TensorRT only when
+    asked for, since it builds engines for the shapes it meets (slow to start, and the `ort` flavour's
+    contrib operators fall back to CUDA)."""
     available = ort.get_available_providers()
     if device == "auto":
-        return [PROVIDERS[d] for d in AUTO_ORDER if PROVIDERS[d] in available]
+        return [PROVIDERS[d] for d in ("cuda", "cpu") if PROVIDERS[d] in available]
     if device not in PROVIDERS:
         raise BackendError(f"unknown device {device!r}; choose from auto, {', '.join(PROVIDERS)}")
     if PROVIDERS[device] not in available:
@@ -44,7 +46,7 @@ def providers_for(device: str) -> list[str]:
         raise BackendError(f"this onnxruntime has no {device} support{hint}; it offers "
                            f"{', '.join(p.removesuffix('ExecutionProvider') for p in available)}")
     # the asked-for provider first; the ones after it take the operators it lacks
-    return [PROVIDERS[d] for d in AUTO_ORDER[AUTO_ORDER.index(device):] if PROVIDERS[d] in available]
+    return [PROVIDERS[d] for d in FALLBACK_ORDER[FALLBACK_ORDER.index(device):] if PROVIDERS[d] in available]
 
 
 class OnnxRuntimeBackend:
@@ -104,7 +106,7 @@ class OnnxRuntimeBackend:
 
     @guarded
     def token_bytes(self, token: int) -> bytes:
-        self._check_ids([token])
+        checked_tokens([token], n_vocab=self.n_vocab)
         return self._token_bytes[token]
 
     @guarded
@@ -141,12 +143,7 @@ class OnnxRuntimeBackend:
         self._n_past = 0
 
     def _run(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
-        tokens = [int(t) for t in tokens]
-        self._check_ids(tokens)
-        if self._n_past + len(tokens) > self.n_ctx:
-            raise BackendError(
-                f"context full: {self._n_past} + {len(tokens)} tokens exceed the context size {self.n_ctx}"
-            )
+        tokens = checked_tokens(tokens, n_vocab=self.n_vocab, n_past=self._n_past, n_ctx=self.n_ctx)
         rows = []
         for start in range(0, len(tokens), self._n_batch):
             chunk = tokens[start : start + self._n_batch]
@@ -165,15 +162,8 @@ class OnnxRuntimeBackend:
             self._states = {name: outputs[name.replace("past.", "present.", 1)] for name in self._states}
             self._n_past += len(chunk)
             rows.append(np.array(outputs["logits"].numpy()[0]))  # a copy: .numpy() views ORT's buffer
-        logits = np.concatenate(rows) if all_logits else rows[-1]
-        if not np.isfinite(logits).all():
-            raise BackendError("the model produced non-finite logits")
-        return logits
+        return np.concatenate(rows) if all_logits else rows[-1]
 
-    def _check_ids(self, tokens: Sequence[int]) -> None:
-        bad = [t for t in tokens if not 0 <= t < self.n_vocab]
-        if bad:
-            raise BackendError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
 
 
 def _concrete(dim: Any) -> int:

@@ -15,10 +15,10 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--to", default="gguf", help="output format: gguf (default) or onnx")
     p.add_argument("--quant", help="gguf: f32, f16 (default), bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); "
                                    "onnx: fp32 (default), fp16, int8, int4")
-    p.add_argument("--flavor", default="ort",
+    p.add_argument("--flavor",
                    help="onnx: 'ort' (default; ONNX Runtime's MatMulNBits for int8/int4) or 'portable' "
                         "(standard operators only, for TensorRT)")
-    p.add_argument("--block-size", type=int, default=32, help="onnx int8/int4: weights per scale (default 32)")
+    p.add_argument("--block-size", type=int, help="onnx int8/int4: weights per scale (default 32)")
     p.add_argument("-o", "--output", type=Path, help="package folder to create (default: in the local store)")
     p.add_argument("--name", help="package name (default: derived from SRC and --quant)")
     p.add_argument("--force", action="store_true", help="replace an existing package of that name")

@@ -122,7 +122,7 @@ def test_chat_without_plain_opens_the_app_with_the_command_line_settings(cli, mo
                  "0.2")
     assert result.code == 0
     [app] = opened
-    assert app.model_ref == "some-model" and app.load_options == {"n_ctx": 2048, "n_threads": None}
+    assert app.model_ref == "some-model" and app.load_options == {"n_ctx": 2048, "n_threads": None, "device": "auto"}
     assert app.settings["think"] is False and app.settings["reasoning_budget"] == 64
     assert app.settings["temperature"] == 0.2 and app.save_dir == isolated_store / "chats"
     assert cli("chat", "--plain").code == 1  # line mode needs a model

@@ -242,14 +242,16 @@ def test_package_names_are_validated(cli, small_checkpoint):
         _assert_clean_failure(cli("convert", str(small_checkpoint), f"--name={name}"), fragment="invalid package name")
 
 
-def test_float16_overflow_is_refused(cli, small_checkpoint):
+@pytest.mark.parametrize(("to", "half", "wide"), [("gguf", "f16", "bf16"), ("onnx", "fp16", "fp32")])
+def test_float16_overflow_is_refused(cli, small_checkpoint, to, half, wide):
     from safetensors.numpy import load_file, save_file
 
     weights = load_file(str(small_checkpoint / "model.safetensors"))
     weights["backbone.layers.0.mixer.out_proj.weight"][0, 0] = 1e6
     save_file(weights, str(small_checkpoint / "model.safetensors"))
-    _assert_clean_failure(cli("convert", str(small_checkpoint), "--quant", "f16"), fragment="beyond float16's range")
-    assert cli("convert", str(small_checkpoint), "--quant", "bf16").code == 0
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", to, "--quant", half),
+                          fragment="beyond float16's range")
+    assert cli("convert", str(small_checkpoint), "--to", to, "--quant", wide).code == 0
 
 
 def test_onnx_package_holds_graph_weights_tokenizer_and_state_description(cli, small_checkpoint):
@@ -284,3 +286,15 @@ def test_bad_onnx_options_are_one_line_and_leave_nothing(cli, small_checkpoint, 
 def test_unknown_output_format_names_the_available_ones(cli, small_checkpoint):
     _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", "tensorrt"),
                           fragment="unknown output format 'tensorrt'; available: gguf, onnx")
+
+
+def test_onnx_options_are_refused_for_gguf(cli, small_checkpoint):
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--flavor", "portable"),
+                          fragment="--flavor and --block-size apply to --to onnx only")
+
+
+def test_portable_packages_are_named_apart_from_ort_ones(cli, small_checkpoint):
+    for flavor in ("ort", "portable"):
+        assert cli("convert", str(small_checkpoint), "--to", "onnx", "--quant", "int4", "--flavor", flavor).code == 0
+    assert sorted(p.name for p in models_dir().iterdir()) == ["small-nemotron-h-onnx-int4",
+                                                              "small-nemotron-h-onnx-int4-portable"]

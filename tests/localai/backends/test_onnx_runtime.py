@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -90,3 +92,15 @@ def test_cuda_logits_match_cpu(onnx_package):
     gpu.backend.reset()
     steps = [gpu.backend.eval(tokens[:30])] + [gpu.backend.eval([t]) for t in tokens[30:]]
     np.testing.assert_allclose(np.stack(steps), cpu.backend.logits(tokens)[29:], atol=1e-3)
+
+
+def test_a_truncated_weight_file_is_refused_before_loading(onnx_package, tmp_path):
+    import shutil
+
+    from localai.errors import PackageError
+
+    copy = Path(shutil.copytree(onnx_package("llama", "fp32"), tmp_path / "copy"))
+    data = copy / "model.onnx.data"
+    data.write_bytes(data.read_bytes()[:-100])
+    with pytest.raises(PackageError, match=r"model\.onnx\.data has \d+ bytes, the manifest says"):
+        localai.load(copy)
