@@ -8,6 +8,7 @@ the same thing. Llama 3's frequency-dependent RoPE scaling becomes a `rope_freqs
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,18 @@ def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
     if args.rope_type == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(args.rope_scaling["factor"]))
+
+
+def hparams_without_rope_freqs(arch: gguf.MODEL_ARCH) -> Callable[[ModelArgs, gguf.GGUFWriter], None]:
+    """`write_hparams` for a Llama-layout architecture whose llama.cpp graph reads no `rope_freqs`, and so
+    cannot take Llama 3's RoPE scaling (ONNX can)."""
+
+    def write(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
+        if args.rope_type == "llama3":
+            raise ConversionError(f"RoPE scaling 'llama3' is not supported for {arch.name.lower()} in GGUF")
+        write_hparams(args, writer)
+
+    return write
 
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:

@@ -7,17 +7,11 @@ import gguf
 from converters import llama
 from converters.onnx_layers import Decoder
 from converters.tensors import OutputTensor
-from localai.errors import ConversionError
 
 GGUF_ARCH = gguf.MODEL_ARCH.QWEN2
 IGNORED_TENSORS = llama.IGNORED_TENSORS
 ModelArgs = llama.ModelArgs
-
-
-def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
-    if args.rope_type == "llama3":  # llama.cpp reads rope_freqs for the llama architecture only
-        raise ConversionError(f"RoPE scaling 'llama3' is not supported for {GGUF_ARCH.name.lower()} in GGUF")
-    llama.write_hparams(args, writer)
+write_hparams = llama.hparams_without_rope_freqs(GGUF_ARCH)
 
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:

@@ -6,6 +6,8 @@ chunk boundaries: the chunked scan must be exact for any length, with and withou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,27 @@ def test_quantized_kl_divergence_is_bounded(name, flavor, onnx_package, checkpoi
     assert kl["int8"] <= KL_BOUND["int8"]
     assert kl["int4"] <= KL_BOUND["int4"]
     assert kl["fp16"] < kl["int8"] < kl["int4"], kl
+
+
+def test_llama3_rope_scaling_on_qwen_is_gguf_only_refused(checkpoint, tmp_path):
+    """llama.cpp's qwen graphs read no rope_freqs; the ONNX graph computes any rotary scaling."""
+    import json
+    import shutil
+
+    from converters import convert
+    from localai.errors import ConversionError
+
+    folder = Path(shutil.copytree(checkpoint("qwen3"), tmp_path / "qwen3"))
+    config = json.loads((folder / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
+                                 "rope_theta": 1000000.0}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match="RoPE scaling 'llama3' is not supported for qwen3 in GGUF"):
+        convert(str(folder), output=tmp_path / "gguf")
+    assert not (tmp_path / "gguf").exists()
+    model = localai.load(convert(str(folder), to="onnx", output=tmp_path / "onnx").root)
+    tokens = zoo.random_tokens(40, 400, seed=3)
+    got = model.backend.logits(tokens)
+    model.close()
+    assert np.abs(got - zoo.reference_logits(zoo.reference_model(folder), tokens)).max() <= TOLERANCE["fp32"]
