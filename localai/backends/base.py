@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +20,18 @@ import numpy as np
 from localai.errors import BackendError
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """A snapshot of a backend's sequence state, restorable on the backend that took it.
+
+    `data` is the runtime's own form (llama.cpp's serialized state; ONNX Runtime's state tensors);
+    `nbytes` is its size: constant for Mamba2 layers, growing with the tokens for attention layers."""
+
+    n_past: int
+    nbytes: int
+    data: Any = field(repr=False)
 
 
 class Backend(Protocol):
@@ -55,6 +68,14 @@ class Backend(Protocol):
 
     def reset(self) -> None:
         """Forget the state."""
+        ...
+
+    def save_state(self) -> BackendState:
+        """A snapshot of the current state."""
+        ...
+
+    def load_state(self, state: BackendState) -> None:
+        """Return to a snapshot this backend took."""
         ...
 
     def close(self) -> None:

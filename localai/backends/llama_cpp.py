@@ -19,7 +19,7 @@ import llama_cpp
 import numpy as np
 
 from localai.backends import llama_log
-from localai.backends.base import checked_tokens, default_threads, guarded
+from localai.backends.base import BackendState, checked_tokens, default_threads, guarded
 from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
@@ -122,6 +122,22 @@ class LlamaCppBackend:
         if memory is not None:
             llama_cpp.llama_memory_clear(memory, True)
         self._n_past = 0
+
+    @guarded
+    def save_state(self) -> BackendState:
+        size = llama_cpp.llama_state_get_size(self._ctx)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(self._ctx, buf, size)
+        return BackendState(self._n_past, written, bytes(buf[:written]))
+
+    @guarded
+    def load_state(self, state: BackendState) -> None:
+        if not isinstance(state.data, bytes):
+            raise BackendError("this state was not taken by a llama.cpp backend")
+        buf = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
+        if llama_cpp.llama_state_set_data(self._ctx, buf, len(state.data)) != len(state.data):
+            raise BackendError("llama.cpp could not restore the state")
+        self._n_past = state.n_past
 
     def close(self) -> None:
         """Free the model; waits for a call in progress on another thread. Idempotent."""

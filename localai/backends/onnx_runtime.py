@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from localai.backends.base import checked_tokens, default_threads, guarded
+from localai.backends.base import BackendState, checked_tokens, default_threads, guarded
 from localai.errors import BackendError, PackageError
 from localai.package import Package
 
@@ -127,6 +127,20 @@ class OnnxRuntimeBackend:
     @guarded
     def reset(self) -> None:
         self._reset_states()
+
+    @guarded
+    def save_state(self) -> BackendState:
+        # every call binds fresh output buffers and never writes into its inputs, so the current state
+        # tensors stay valid as they are: the snapshot shares them instead of copying
+        nbytes = sum(int(np.prod(v.shape())) * 4 for v in self._states.values())
+        return BackendState(self._n_past, nbytes, (self, dict(self._states)))
+
+    @guarded
+    def load_state(self, state: BackendState) -> None:
+        owner, states = state.data if isinstance(state.data, tuple) else (None, None)
+        if owner is not self:
+            raise BackendError("this state was not taken by this ONNX Runtime model")
+        self._states, self._n_past = dict(states), state.n_past
 
     def close(self) -> None:
         """Release the session; waits for a call in progress on another thread. Idempotent."""
