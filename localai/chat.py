@@ -23,12 +23,15 @@ from localai.reasoning import (
     BudgetController,
     default_grace,
     end_of_thinking_text,
-    prefill,
     prompt_phase,
     thinking_messages,
 )
+from localai.reasoning import (
+    prefill as prefill_thinking,
+)
 from localai.sampling import Sampler, SamplingParams
 from localai.textstream import HoldbackMatcher, Phase, ReasoningSplitter
+from localai.turn_state import TurnStates, prefill
 
 if TYPE_CHECKING:
     from localai.backends.base import Backend
@@ -91,10 +94,13 @@ class Final:
     usage: Usage
     timings: Timings
     tokens: list[int] = field(default_factory=list)  # what followed the prompt in the context, in order
+    cached_tokens: int = 0  # prompt tokens restored from a turn snapshot instead of processed
 
     def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of `localai run --json` (content, reasoning, finish_reason, usage,
+        timings)."""
         data = asdict(self)
-        del data["tokens"]
+        del data["tokens"], data["cached_tokens"]
         return data
 
 
@@ -166,7 +172,7 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
     reserve = min(opts.max_tokens, n_ctx // 4)
     dropped = 0
     while True:
-        prompt_text, phase = _render(model, messages, opts.effective_think if markers else None)
+        prompt_text, history_text, phase = _render(model, messages, opts.effective_think if markers else None)
         prompt = model.tokenize_prompt(prompt_text)
         fits = len(prompt) < n_ctx
         if len(prompt) + reserve <= n_ctx or (fits and opts.context_policy == "error"):
@@ -183,8 +189,11 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
     if dropped:
         yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {n_ctx} tokens",
                      dropped_messages=dropped)
+    history = model.tokenize_prompt(history_text) if history_text else []
+    boundary = len(history) if prompt[: len(history)] == history else None  # a token-level prefix only
     yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
-                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
+                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel,
+                        turn_states=model.turn_states, boundary=boundary)
 
 
 def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,
@@ -199,18 +208,22 @@ def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChoose
                         stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
 
 
-def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, Phase]:
-    """The prompt text, and where generation starts in it (before, inside or after a think block)."""
+def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, str, Phase]:
+    """The prompt text; the conversation as history (the prompt without the generation prompt, "" when the
+    template does not write it as a prefix); and where generation starts (before, inside or after a think
+    block)."""
     markers = model.manifest.thinking
     messages, variables = thinking_messages(model.manifest.chat_template or "", messages, think)
     text = model.render(messages, **variables)
-    if markers is None:
-        return text, Phase.ANSWER
-    # judge only what the template adds to open the assistant turn: markers inside messages are text
     history = model.render(messages, add_generation_prompt=False, **variables)
-    opening = text[len(history) :] if text.startswith(history) and len(text) > len(history) else text
-    extra = prefill(opening, markers, think)
-    return text + extra, prompt_phase(opening + extra, markers)
+    if not (text.startswith(history) and len(text) > len(history)):
+        history = ""
+    if markers is None:
+        return text, history, Phase.ANSWER
+    # judge only what the template adds to open the assistant turn: markers inside messages are text
+    opening = text[len(history) :]
+    extra = prefill_thinking(opening, markers, think)
+    return text + extra, history, prompt_phase(opening + extra, markers)
 
 
 def _drop_oldest_turn(messages: list[dict[str, Any]]) -> int:
@@ -235,8 +248,13 @@ def generate(
     stop_tokens: frozenset[int] = frozenset(),
     sampler: TokenChooser | None = None,
     cancel: threading.Event | None = None,
+    turn_states: TurnStates | None = None,
+    boundary: int | None = None,
 ) -> Iterator[Event]:
     """The token loop: prefill `prompt` once, then sample one token at a time.
+
+    With `turn_states`, the prefill starts from the snapshot holding the longest prefix of `prompt`
+    and snapshots the state after its first `boundary` tokens (see localai/turn_state.py).
 
     `sampler` replaces the sampler built from `opts.sampling` (constrained decoding, scripted tests).
     Setting `cancel` (from any thread) ends the request at the next token with finish reason
@@ -276,8 +294,7 @@ def generate(
             texts[Phase.REASONING].append(held)
             yield ReasoningDelta(held)
 
-    backend.reset()
-    logits = backend.eval(prompt)
+    logits, cached = prefill(backend, prompt, turn_states, boundary)
     prefilled_at = time.perf_counter()
     while generated < opts.max_tokens:
         if cancel is not None and cancel.is_set():
@@ -333,11 +350,12 @@ def generate(
         usage=Usage(len(prompt), reasoning_tokens, generated),
         timings=Timings(
             ttft_ms=round((first_token_at - started) * 1000, 3) if first_token_at else None,
-            prefill_tokens_per_s=_rate(len(prompt), prefilled_at - started),
+            prefill_tokens_per_s=_rate(len(prompt) - cached, prefilled_at - started),
             decode_tokens_per_s=_rate(generated - 1, decode_time),
             total_ms=round((finished - started) * 1000, 3),
         ),
         tokens=context[len(prompt) :],
+        cached_tokens=cached,
     )
 
 

@@ -13,6 +13,7 @@ from localai import chat_template, store
 from localai.backends import Backend, backend_for
 from localai.errors import PackageError
 from localai.package import MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
+from localai.turn_state import DEFAULT_SNAPSHOTS, TurnStates
 
 DEFAULT_CONTEXT = 4096
 # reasoning markers recognised in third-party GGUFs that carry no localai manifest
@@ -25,6 +26,7 @@ class Model:
 
     package: Package
     backend: Backend
+    turn_states: TurnStates = field(default_factory=TurnStates)  # snapshots for multi-turn chat
     _notices_shown: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -86,13 +88,15 @@ class Model:
 
 
 def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None = None,
-         kv_cache: str | None = None, device: str = "auto") -> Model:
+         kv_cache: str | None = None, device: str = "auto", turn_snapshots: int = DEFAULT_SNAPSHOTS) -> Model:
     """Load `model`: a package folder, its manifest.json, a store name, or a bare .gguf file.
 
     `n_ctx` defaults to the smaller of 4096 and the model's trained context: hybrid GGUFs declare 2^20
     tokens, which must never be allocated. llama.cpp's attention cache (`kv_cache`) is float32 for float32
     artifacts, which exist for exactness, and float16 otherwise; ONNX graphs keep float32 states.
     `device`: auto, cpu, cuda or tensorrt (what the backend and its installed runtime offer).
+    `turn_snapshots`: backend states kept at chat turn boundaries so that the next turn processes only
+    its new tokens (0 turns this off; see localai/turn_state.py).
     """
     package = resolve(model)
     artifact = _runnable_artifact(package)
@@ -104,7 +108,7 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
     if package.manifest.thinking is None:
         package.manifest.thinking = _detect_think_tokens(backend)
-    return Model(package, backend)
+    return Model(package, backend, TurnStates(turn_snapshots))
 
 
 def _check_present(package: Package, artifact: Artifact) -> None:

@@ -128,7 +128,7 @@ class LlamaCppBackend:
         size = llama_cpp.llama_state_get_size(self._ctx)
         buf = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(self._ctx, buf, size)
-        return BackendState(self._n_past, written, bytes(buf[:written]))
+        return BackendState(self._n_past, written, ctypes.string_at(buf, written))
 
     @guarded
     def load_state(self, state: BackendState) -> None:

@@ -234,9 +234,9 @@ def test_think_markers_in_messages_are_text(model):
     question = [{"role": "user", "content": "What is the <think> tag for?"}]
     for template in (QWEN_STYLE, PLAIN):
         templated = _with_template(model, template)
-        text, phase = _render(templated, question, None)
+        text, _, phase = _render(templated, question, None)
         assert phase is Phase.BEFORE and text.endswith("<|assistant|>")
-        text, phase = _render(templated, question, False)
+        text, _, phase = _render(templated, question, False)
         assert phase is Phase.ANSWER and text.endswith("<think>\n\n</think>\n\n" if template == QWEN_STYLE
                                                        else "<|assistant|><think>\n</think>\n\n")
     final, _ = _run(_with_template(model, PLAIN), Script(model, None, "An HTML-like tag."), messages=question)
