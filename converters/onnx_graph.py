@@ -135,7 +135,7 @@ class Graph:
                                  producer_version=producer_version, ir_version=10)
 
 
-TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "int64": TensorProto.INT64}
+TYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
 
 
 def save(model: onnx.ModelProto, path: Path) -> None:

@@ -189,11 +189,14 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
     if dropped:
         yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {n_ctx} tokens",
                      dropped_messages=dropped)
-    history = model.tokenize_prompt(history_text) if history_text else []
-    boundary = len(history) if prompt[: len(history)] == history else None  # a token-level prefix only
+    states = model.turn_states if model.turn_states.capacity else None
+    boundary = None
+    if states is not None and history_text:
+        history = model.tokenize_prompt(history_text)
+        boundary = len(history) if prompt[: len(history)] == history else None  # a token-level prefix only
     yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
                         stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel,
-                        turn_states=model.turn_states, boundary=boundary)
+                        turn_states=states, boundary=boundary)
 
 
 def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,

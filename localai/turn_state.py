@@ -58,9 +58,9 @@ def prefill(backend: Backend, prompt: Sequence[int], states: TurnStates | None, 
         np.ndarray, int]:
     """Bring `backend` to the state after `prompt` and return (the next-token logits, tokens reused).
 
-    Starts from the best snapshot in `states`, or from scratch; takes a new snapshot after the first
-    `boundary` tokens (the conversation before this turn's generation prompt)."""
-    hit = states.best_prefix(prompt) if states and states.capacity else None
+    Starts from the best snapshot in `states` (None: no reuse), or from scratch; takes a new snapshot
+    after the first `boundary` tokens (the conversation before this turn's generation prompt)."""
+    hit = states.best_prefix(prompt) if states is not None else None
     if hit is None:
         if states is not None and states.nbytes:
             log.debug("turn state: no snapshot is a prefix of the %d-token prompt; processing it all", len(prompt))
@@ -69,7 +69,7 @@ def prefill(backend: Backend, prompt: Sequence[int], states: TurnStates | None, 
     else:
         reused, state = hit
         backend.load_state(state)
-    if states is not None and states.capacity and boundary is not None and reused < boundary < len(prompt):
+    if states is not None and boundary is not None and reused < boundary < len(prompt):
         backend.eval(prompt[reused:boundary])
         states.add(prompt[:boundary], backend.save_state())
         return backend.eval(prompt[boundary:]), reused

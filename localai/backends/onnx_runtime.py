@@ -64,8 +64,8 @@ class OnnxRuntimeBackend:
             manifest = Package.open(path.parent).manifest
         except PackageError as exc:
             raise BackendError(f"{path.name} is not inside a localai ONNX package: {exc}") from exc
-        self._spec = manifest.graph
-        if not self._spec.get("inputs"):
+        spec = manifest.graph
+        if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")
         self._tokenizer = _load_tokenizer(path.parent / "tokenizer.json")
         self._bos = manifest.tokenizer.get("bos_token_id")
@@ -84,9 +84,9 @@ class OnnxRuntimeBackend:
         self._lock = threading.RLock()
         self._closed = False
         self.n_ctx = n_ctx
-        self.n_vocab = int(next(o for o in self._spec["outputs"] if o["name"] == "logits")["shape"][-1])
+        self.n_vocab = int(next(o for o in spec["outputs"] if o["name"] == "logits")["shape"][-1])
         self._n_batch = n_batch
-        self._state_inputs = [i for i in self._spec["inputs"] if i["name"].startswith("past.")]
+        self._state_inputs = [i for i in spec["inputs"] if i["name"].startswith("past.")]
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._token_bytes = _token_bytes_table(self._tokenizer, self.n_vocab)
         self._states: dict[str, ort.OrtValue] = {}
