@@ -18,7 +18,6 @@ import numpy as np
 import localai
 from converters import convert
 from tests import zoo
-from tests.converters.test_gguf_parity import _mean_kl
 
 TYPES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q4_k_m", "q4_0")
 
@@ -44,8 +43,8 @@ def main() -> None:
             logits = model.backend.logits(tokens)
             model.close()
             top1 = float((logits.argmax(-1) == reference.argmax(-1)).mean())
-            print(f"| {name} | {quant} | {np.abs(logits - reference).max():.1e} | {_mean_kl(reference, logits):.1e} | "
-                  f"{top1:.0%} |")
+            kl = zoo.mean_kl(reference, logits)
+            print(f"| {name} | {quant} | {np.abs(logits - reference).max():.1e} | {kl:.1e} | {top1:.0%} |")
 
 
 if __name__ == "__main__":

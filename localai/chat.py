@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from localai.errors import BackendError, LocalAIError
+from localai.files import write_text_atomic
 from localai.reasoning import (
     BudgetController,
     default_grace,
@@ -427,7 +428,7 @@ class Conversation:
     def save(self, path: Path) -> None:
         """Write the conversation as JSON (model name and messages)."""
         data = {"model": self.model.manifest.name, "messages": list(self.messages)}
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
     def to_markdown(self) -> str:
         """The conversation as a Markdown document; reasoning is kept in a collapsed details block."""

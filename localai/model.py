@@ -83,6 +83,12 @@ class Model:
     def _add_bos(self) -> bool:
         return bool(self.manifest.tokenizer.get("add_bos", False))
 
+    @property
+    def bos_id(self) -> int | None:
+        """The token that starts every sequence, if the model wants one."""
+        tokens = self.backend.tokenize("", add_bos=True, special=False) if self._add_bos else []
+        return tokens[0] if tokens else None
+
     def close(self) -> None:
         self.backend.close()
 

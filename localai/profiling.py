@@ -7,8 +7,11 @@ and shown as n/a. Nothing here touches the network.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
+import platform
+import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
@@ -18,11 +21,72 @@ from typing import Any
 import psutil
 
 from localai.chat import Final
+from localai.files import write_text_atomic
 
 
 def process_rss_bytes() -> int:
     """Resident memory of this process."""
     return psutil.Process().memory_info().rss
+
+
+def peak_rss_bytes() -> int | None:
+    """The most resident memory this process has held so far, where the OS keeps that figure."""
+    try:
+        import resource
+    except ImportError:  # Windows keeps the peak working set instead
+        peak = getattr(psutil.Process().memory_info(), "peak_wset", None)
+        return int(peak) if peak is not None else None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+
+
+def machine_description(threads: int | None = None) -> dict[str, Any]:
+    """CPU, memory, GPUs, OS and the versions of the libraries that do the work: what a benchmark ran on."""
+    from localai.backends.base import default_threads
+
+    nvml = _nvml()
+    gpus: list[str] = []
+    driver = None
+    if nvml is not None:
+        try:
+            gpus = [str(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
+                    for i in range(nvml.nvmlDeviceGetCount())]
+            driver = str(nvml.nvmlSystemGetDriverVersion())
+        except Exception:
+            gpus = []
+    return {
+        "cpu": _cpu_name(),
+        "cpu_cores": psutil.cpu_count(logical=False),
+        "cpu_threads": psutil.cpu_count(logical=True),
+        "threads": threads or default_threads(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpus": gpus,
+        "gpu_driver": driver,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": {name: _version(name) for name in LIBRARIES if _version(name)},
+    }
+
+
+LIBRARIES = ("localai", "llama-cpp-python", "onnxruntime", "onnxruntime-gpu", "numpy", "gguf", "tensorrt",
+             "tensorrt-rtx")
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:  # Linux names the model here; platform.processor() is often empty or just the architecture
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @cache
@@ -104,5 +168,5 @@ def metrics_json(rows: list[TurnMetrics]) -> str:
 def export_metrics(rows: list[TurnMetrics], path: Path) -> Path:
     """Write `rows` as CSV or JSON, chosen by the file's suffix."""
     text = metrics_json(rows) if path.suffix.lower() == ".json" else metrics_csv(rows)
-    path.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
     return path

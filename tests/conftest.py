@@ -81,6 +81,23 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="session")
+def demo_package(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
+    """demo_package(to, quant) -> the bundled, trained demo model converted to `to` / `quant`, built once."""
+    from converters import convert
+    from localai.cli.demo import checkpoint
+
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(to: str, quant: str) -> Path:
+        if (to, quant) not in built:
+            out = tmp_path_factory.mktemp(f"demo-{to}-{quant}") / "package"
+            built[(to, quant)] = convert(str(checkpoint()), to=to, quant=quant, output=out).root
+        return built[(to, quant)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def reference() -> Iterator[Callable[[Path], object]]:
     """reference(folder) -> the transformers float32 model of a checkpoint, loaded once."""
     models: dict[Path, object] = {}

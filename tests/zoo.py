@@ -15,6 +15,7 @@ import numpy as np
 
 from converters.vocab import GPT4O_REGEX, LLAMA3_REGEX, QWEN2_REGEX
 from localai.demo_model import save_tokenizer, train_tokenizer
+from localai.quality import kl_divergence
 
 # A text that exercises pre-tokenizers: scripts, digits, whitespace runs, contractions, markers.
 MIXED_TEXT = (
@@ -146,10 +147,4 @@ def random_tokens(n: int, vocab: int, seed: int = 0) -> list[int]:
 
 def mean_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
     """Mean KL divergence KL(reference || model) of the next-token distributions, per position."""
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        x = x - x.max(axis=-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-    p_log, q_log = log_softmax(reference_logits), log_softmax(logits)
-    return float((np.exp(p_log) * (p_log - q_log)).sum(axis=-1).mean())
+    return float(kl_divergence(reference_logits, logits).mean())

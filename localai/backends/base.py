@@ -38,6 +38,7 @@ class Backend(Protocol):
     """A loaded model bound to one runtime."""
 
     name: str
+    device: str  # where it runs: one of DEVICES but "auto"
     n_vocab: int
     n_ctx: int
 

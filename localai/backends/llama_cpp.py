@@ -30,6 +30,7 @@ class LlamaCppBackend:
     """A GGUF model and one llama.cpp context (one sequence)."""
 
     name = "llama.cpp"
+    device = "cpu"
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f16",
                  device: str = "auto", n_batch: int = 512) -> None:

@@ -80,7 +80,8 @@ class OnnxRuntimeBackend:
             self._session = ort.InferenceSession(str(path), options, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types for every load failure
             raise BackendError(f"onnxruntime cannot load {path.name}: {str(exc).strip().splitlines()[0]}") from exc
-        self._device = "cuda" if self._session.get_providers()[0] != PROVIDERS["cpu"] else "cpu"
+        self.device = next(d for d, p in PROVIDERS.items() if p == self._session.get_providers()[0])
+        self._device = "cpu" if self.device == "cpu" else "cuda"  # where OrtValues live
         self._lock = threading.RLock()
         self._closed = False
         self.n_ctx = n_ctx

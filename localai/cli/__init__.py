@@ -17,7 +17,7 @@ from types import FrameType
 
 from localai.errors import LocalAIError
 
-COMMANDS = ("convert", "run", "chat", "demo")
+COMMANDS = ("convert", "run", "chat", "bench", "eval", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

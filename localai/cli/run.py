@@ -44,7 +44,7 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="where an ONNX model runs (auto: TensorRT, then CUDA, then CPU, as installed)")
+                   help="where an ONNX model runs (auto: CUDA if onnxruntime has it, else CPU)")
 
 
 def generation_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""Run a task's problems through the chat engine and score them."""
+"""Run a task's problems through the chat engine and score them, for one setting or a budget sweep."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
 from localai.chat import collect
+from localai.errors import LocalAIError
 from localai.model import Model
 
 
@@ -26,7 +28,8 @@ class TaskScore:
         return self.correct / self.problems if self.problems else 0.0
 
 
-def score(model: Model, task: ModuleType, problems: list[Any], **settings: Any) -> TaskScore:
+def score(model: Model, task: ModuleType, problems: list[Any], *, on_problem: Callable[[], None] = lambda: None,
+          **settings: Any) -> TaskScore:
     """Ask `model` every problem (greedy unless `settings` say otherwise) and count correct answers."""
     settings = {"temperature": 0.0, **settings}
     correct = reasoning = completion = 0
@@ -38,5 +41,48 @@ def score(model: Model, task: ModuleType, problems: list[Any], **settings: Any) 
         correct += task.is_correct(final.content, problem)
         reasoning += final.usage.reasoning_tokens
         completion += final.usage.completion_tokens
+        on_problem()
     n = len(problems)
     return TaskScore(n, correct, reasoning / n, completion / n, latency / n * 1000)
+
+
+def parse_budgets(text: str) -> list[int | None]:
+    """"0,16,64,unlimited" -> [0, 16, 64, None]: token counts, with "unlimited" for no cap."""
+    budgets: list[int | None] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.lower() in ("unlimited", "none", "inf"):
+            budgets.append(None)
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            raise LocalAIError(f"budget {item!r} is neither a token count nor 'unlimited'") from None
+        if value < 0:
+            raise LocalAIError(f"budget {value} is negative")
+        budgets.append(value)
+    if len(set(budgets)) != len(budgets):
+        raise LocalAIError(f"budgets repeat: {text}")
+    return budgets
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One reasoning budget (None: unlimited; 0: thinking off) and its score."""
+
+    budget: int | None
+    score: TaskScore
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"budget": "unlimited" if self.budget is None else self.budget, "accuracy": self.score.accuracy,
+                **asdict(self.score)}
+
+
+def sweep(model: Model, task: ModuleType, problems: list[Any], budgets: Sequence[int | None], *,
+          on_problem: Callable[[], None] = lambda: None, **settings: Any) -> list[SweepRow]:
+    """Score `problems` once per reasoning budget, greedily, thinking on (budget 0 turns it off)."""
+    if model.manifest.thinking is None:
+        raise LocalAIError(f"{model.manifest.name} has no reasoning markers: a reasoning-budget sweep needs a "
+                           "model that thinks")
+    return [SweepRow(budget, score(model, task, problems, on_problem=on_problem, think=True, reasoning_budget=budget,
+                                   **settings))
+            for budget in budgets]

@@ -8,7 +8,6 @@ import transformers
 from tokenizers import Tokenizer
 
 import localai
-from converters import convert
 from localai.chat import _render
 from localai.cli.demo import checkpoint
 from localai.tasks import arithmetic
@@ -21,10 +20,8 @@ CONVERSIONS = [("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_k_m"), ("onnx", "
 
 
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    return {quant: convert(str(checkpoint()), to=to, quant=quant, output=root / quant).root
-            for to, quant in CONVERSIONS}
+def packages(demo_package):
+    return {quant: demo_package(to, quant) for to, quant in CONVERSIONS}
 
 
 @pytest.fixture(scope="module")
