@@ -90,7 +90,7 @@ def convert(
             raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
         check_target(target, replace=force)  # before hashing what may be many gigabytes
         inputs = _hash_inputs(source.path, ckpt)
-        with staged_directory(target, replace=force) as staging:
+        with staged_directory(target, replace=force, lock=store.lock_for(target)) as staging:
             if to == "gguf":
                 artifacts = [_write_gguf(staging, package_name, arch, args, plan, ckpt, vocab, quant, threads,
                                          progress)]
@@ -103,9 +103,10 @@ def convert(
                 graph = to_onnx.write_onnx(staging, arch, args, ckpt, weights, __version__)
                 if progress:
                     progress("building the ONNX graph", 1, 1)
-                to_onnx.copy_tokenizer(source.path, staging)
                 artifacts = [_artifact(staging / to_onnx.MODEL_FILE, "onnx", quant),
-                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant)]
+                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant),
+                             *(_artifact(path, "tokenizer", "") for path in
+                               to_onnx.copy_tokenizer(source.path, staging))]
                 runtime = next((v for v in map(_version, ("onnxruntime", "onnxruntime-gpu")) if v != "unknown"),
                                "unknown")
                 versions = {"onnx": _version("onnx"), "onnxruntime": runtime}

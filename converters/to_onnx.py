@@ -42,8 +42,9 @@ def write_onnx(folder: Path, arch: ModuleType, args: Any, ckpt: Checkpoint, weig
     }
 
 
-def copy_tokenizer(source: Path, folder: Path) -> None:
-    """The tokenizer files the ONNX backend reads, copied from the checkpoint."""
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, folder / name)
+def copy_tokenizer(source: Path, folder: Path) -> list[Path]:
+    """The tokenizer files the ONNX backend reads, copied from the checkpoint; returns the copies."""
+    copies = [folder / name for name in TOKENIZER_FILES if (source / name).is_file()]
+    for copy in copies:
+        shutil.copyfile(source / copy.name, copy)
+    return copies

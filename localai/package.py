@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from localai.jsonfile import read_json_object
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
-_STAGING_MARK = ".partial-"
+STAGING_MARK = ".partial-"
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,14 @@ class Package:
         return path
 
 
-def file_sha256(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
-    """Hex sha256 of a file, read in chunks."""
+def file_sha256(path: Path, chunk: int = 8 * 1024 * 1024, on_read: Callable[[int], None] | None = None) -> str:
+    """Hex sha256 of a file, read in chunks; `on_read` hears how many bytes each chunk had."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
+            if on_read:
+                on_read(len(block))
     return digest.hexdigest()
 
 
@@ -148,25 +150,28 @@ def check_target(target: Path, *, replace: bool) -> None:
 
 
 @contextlib.contextmanager
-def staged_directory(target: Path, *, replace: bool = False) -> Iterator[Path]:
+def staged_directory(target: Path, *, replace: bool = False,
+                     lock: contextlib.AbstractContextManager[object] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder beside `target`; on success rename it to `target`.
 
     On any exception, KeyboardInterrupt included, the staging folder is deleted and `target` is left
     as it was. With `replace`, an existing package at `target` is swapped out only after the new one is
-    complete; without it, a package that appeared at `target` meanwhile is never overwritten.
+    complete; without it, a package that appeared at `target` meanwhile is never overwritten. `lock`
+    (the store's lock, for targets in the store) is held while the package is moved into place.
     """
     check_target(target, replace=replace)
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(parent)
-        staging = parent / f".{target.name}{_STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        staging = parent / f".{target.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
     except OSError as exc:
         raise PackageError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
     try:
         yield staging
-        _move_into_place(staging, target, replace=replace)
+        with lock or contextlib.nullcontext():
+            _move_into_place(staging, target, replace=replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -181,7 +186,7 @@ def _move_into_place(staging: Path, target: Path, *, replace: bool) -> None:
         except OSError as exc:
             raise PackageError(f"{target} was created by another process meanwhile; not replacing it") from exc
         return
-    retired = target.parent / f".{target.name}{_STAGING_MARK}{os.getpid()}-old"
+    retired = target.parent / f".{target.name}{STAGING_MARK}{os.getpid()}-old"
     os.rename(target, retired)
     try:
         os.rename(staging, target)
@@ -193,8 +198,8 @@ def _move_into_place(staging: Path, target: Path, *, replace: bool) -> None:
 
 def remove_stale_staging(parent: Path) -> None:
     """Delete staging folders left by processes that no longer run (killed with SIGKILL, power loss)."""
-    for entry in parent.glob(f".*{_STAGING_MARK}*"):
-        pid_text = entry.name.rsplit(_STAGING_MARK, 1)[1].split("-", 1)[0]
+    for entry in parent.glob(f".*{STAGING_MARK}*"):
+        pid_text = entry.name.rsplit(STAGING_MARK, 1)[1].split("-", 1)[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             shutil.rmtree(entry, ignore_errors=True)
 

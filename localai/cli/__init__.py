@@ -17,7 +17,8 @@ from types import FrameType
 
 from localai.errors import LocalAIError
 
-COMMANDS = ("convert", "run", "chat", "bench", "eval", "demo")
+COMMANDS = ("convert", "run", "chat", "bench", "eval", "pull", "ls", "info", "rm", "verify", "export", "import", "demo")
+MODULES = {"import": "import_"}  # verbs that are Python keywords
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"localai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        module = importlib.import_module(f"localai.cli.{name}")
+        module = importlib.import_module(f"localai.cli.{MODULES.get(name, name)}")
         command = module.add_parser(sub, parents=[debug])
         command.set_defaults(handler=module.run)
     return parser

@@ -11,12 +11,11 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from localai.backends.base import DEVICES
+from localai.cli.progress import progress_bar
 from localai.errors import LocalAIError
 
 DEFAULT_BUDGETS = "0,16,64,256,unlimited"
@@ -83,9 +82,9 @@ def _text(args: argparse.Namespace) -> int:
         scorer_of_reference = None
         if args.reference is not None:
             reference, scorer_of_reference = _reference(args.reference, ctx, args, text, tokens, model.bos_id)
-        with _progress("chunks", len(quality.chunks(tokens, ctx, model.bos_id))) as advance:
+        with progress_bar("chunks", len(quality.chunks(tokens, ctx, model.bos_id))) as advance:
             report = quality.evaluate(model.backend.logits, tokens, ctx=ctx, bos=model.bos_id,
-                                      reference=scorer_of_reference, on_chunk=advance)
+                                      reference=scorer_of_reference, on_chunk=lambda: advance(1))
     finally:
         model.close()
         if hasattr(reference, "close"):
@@ -181,8 +180,8 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         name = model.manifest.name
         settings = {"max_tokens": args.max_tokens} if args.max_tokens else {}
-        with _progress("problems", n * len(budgets)) as advance:
-            rows = sweep(model, task, task.problems(n), budgets, on_problem=advance, **settings)
+        with progress_bar("problems", n * len(budgets)) as advance:
+            rows = sweep(model, task, task.problems(n), budgets, on_problem=lambda: advance(1), **settings)
     finally:
         model.close()
     from localai.files import write_text_atomic
@@ -229,15 +228,3 @@ def bar(fraction: float, width: int) -> str:
     full, part = divmod(eighths, 8)
     text = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
     return text.ljust(width)
-
-
-@contextmanager
-def _progress(what: str, total: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr (terminals only); yields the function that counts one unit done."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
-                        disable=not sys.stderr.isatty())
-    with progress:
-        task = progress.add_task(what, total=total)
-        yield lambda: progress.advance(task)

@@ -68,7 +68,7 @@ def test_manifest_describes_every_state(onnx_package):
     assert inputs["past.2.key"]["shape"] == inputs["past.2.value"]["shape"] == ["batch", 2, "past_sequence", 64]
     assert not any(name.startswith(("past.1.", "past.4.")) for name in inputs)  # MLP layers keep no state
     assert inputs["input_ids"]["dtype"] == "int64" and "logits" in outputs
-    assert {a.format for a in manifest.artifacts} == {"onnx", "onnx-data"}
+    assert {a.format for a in manifest.artifacts} == {"onnx", "onnx-data", "tokenizer"}
 
 
 # Regression bounds measured on these random checkpoints (docs/onnx-conversion.md), with head-room;

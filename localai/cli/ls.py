@@ -1,0 +1,50 @@
+"""`localai ls`: the packages in the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = sub.add_parser("ls", parents=parents, help="list the packages in the store",
+                       description="List the model packages in the local store ($LOCALAI_HOME/models).")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    return p
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as disks and downloads count)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def run(args: argparse.Namespace) -> int:
+    from localai import store
+
+    rows = []
+    for package in store.packages():
+        m = package.manifest
+        main = next((a for a in m.artifacts if a.format in ("gguf", "onnx")), m.artifacts[0] if m.artifacts else None)
+        rows.append({"name": m.name, "architecture": m.architecture, "format": main.format if main else "",
+                     "quant": main.quant if main else "", "bytes": sum(a.bytes for a in m.artifacts),
+                     "created": m.created})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no packages in {store.models_dir()} (make one with `localai convert`, or `localai import` one)")
+        return 0
+    header = ("NAME", "ARCHITECTURE", "FORMAT", "QUANT", "SIZE", "CREATED")
+    table = [header, *[(r["name"], r["architecture"], r["format"], r["quant"], human_bytes(r["bytes"]),
+                        r["created"].replace("T", " ").removesuffix("+00:00")) for r in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) if i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                      strict=True)))
+              .rstrip())
+    return 0

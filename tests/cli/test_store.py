@@ -1,0 +1,209 @@
+"""`localai ls / info / rm / verify / export / import`: the store and portable packages."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+
+import pytest
+
+from localai.store import models_dir
+
+
+@pytest.fixture
+def stored(cli, small_checkpoint):
+    """Convert the small checkpoint into the (per-test) store as `small-f16`; returns its folder."""
+    result = cli("convert", str(small_checkpoint), "--name", "small-f16")
+    assert result.code == 0, result.err
+    return models_dir() / "small-f16"
+
+
+@pytest.fixture
+def stored_onnx(cli, small_checkpoint):
+    result = cli("convert", str(small_checkpoint), "--to", "onnx", "--quant", "int4", "--name", "small-onnx")
+    assert result.code == 0, result.err
+    return models_dir() / "small-onnx"
+
+
+def _one_line_error(result, fragment):
+    assert result.code == 1, result.out
+    assert fragment in result.err and len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_ls_empty_then_listed(cli, stored, stored_onnx):
+    shutil.rmtree(models_dir() / "small-onnx")  # ls on a store that has something, then JSON
+    listed = cli("ls")
+    assert listed.code == 0 and "small-f16" in listed.out and "nemotron_h" in listed.out and "gguf" in listed.out
+    rows = json.loads(cli("ls", "--json").out)
+    assert [(r["name"], r["format"], r["quant"]) for r in rows] == [("small-f16", "gguf", "f16")]
+    assert rows[0]["bytes"] == (stored / "small-f16.gguf").stat().st_size
+
+
+def test_ls_on_an_empty_store(cli):
+    result = cli("ls")
+    assert result.code == 0 and "no packages" in result.out
+
+
+def test_info_text_and_json(cli, stored):
+    text = cli("info", "small-f16")
+    assert text.code == 0 and "architecture" in text.out and "small-f16.gguf" in text.out
+    manifest = json.loads(cli("info", "small-f16", "--json").out)
+    assert manifest == json.loads((stored / "manifest.json").read_text())
+
+
+def test_rm(cli, stored):
+    result = cli("rm", "small-f16")
+    assert result.code == 0 and not stored.exists()
+    assert list(models_dir().iterdir()) == [models_dir() / ".lock"]  # nothing half-deleted left behind
+    _one_line_error(cli("rm", "small-f16"), "no package named 'small-f16'")
+    _one_line_error(cli("rm", "../etc"), "invalid package name")
+
+
+def test_verify_passes_then_finds_each_kind_of_damage(cli, stored_onnx):
+    ok = cli("verify", "small-onnx")
+    assert ok.code == 0 and "all 4 files match" in ok.err  # graph, weights, 2 tokenizer files
+    data = stored_onnx / "model.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    data.write_bytes(bytes(raw))
+    (stored_onnx / "tokenizer_config.json").unlink()
+    (stored_onnx / "notes.txt").write_text("not in the manifest")
+    with (stored_onnx / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    result = cli("verify", "small-onnx")
+    _one_line_error(result, "is damaged: 4 of 5 files fail")
+    lines = dict(line.split(None, 1) for line in result.out.splitlines())
+    assert lines["HASH"].startswith("model.onnx.data") and lines["MISSING"].startswith("tokenizer_config.json")
+    assert lines["SIZE"].startswith("model.onnx") and lines["UNLISTED"].startswith("notes.txt")
+
+
+def test_export_import_round_trip(cli, stored, tmp_path, monkeypatch):
+    archive = tmp_path / "small.tar"
+    exported = cli("export", "small-f16", "-o", str(archive))
+    assert exported.code == 0, exported.err
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["small-f16/manifest.json", "small-f16/small-f16.gguf"]
+    _one_line_error(cli("export", "small-f16", "-o", str(archive)), "already exists")
+
+    monkeypatch.setenv("LOCALAI_HOME", str(tmp_path / "elsewhere"))  # another machine's store
+    imported = cli("import", str(archive))
+    assert imported.code == 0, imported.err
+    assert cli("verify", "small-f16").code == 0
+    renamed = cli("import", str(archive), "--name", "copy-of-small")
+    assert renamed.code == 0, renamed.err
+    assert json.loads(cli("info", "copy-of-small", "--json").out)["name"] == "copy-of-small"
+    _one_line_error(cli("import", str(archive)), "already exists")
+    ran = cli("run", "copy-of-small", "--prompt", "hi", "--max-tokens", "4", "--temperature", "0")
+    assert ran.code == 0, ran.err
+
+
+def test_export_refuses_a_damaged_package(cli, stored, tmp_path):
+    (stored / "small-f16.gguf").write_bytes(b"GGUF")
+    _one_line_error(cli("export", "small-f16", "-o", str(tmp_path / "x.tar")), "does not match its manifest")
+    assert not list(tmp_path.glob("*.tar")) and not list(tmp_path.glob(".*"))
+
+
+def _nothing_installed():
+    models = models_dir()
+    return not models.exists() or [p.name for p in models.iterdir()] in ([], [".lock"])
+
+
+@pytest.fixture
+def archive(cli, stored, tmp_path, monkeypatch):
+    """A good export of small-f16; the store is emptied afterwards, ready for import tests."""
+    path = tmp_path / "good.tar"
+    assert cli("export", "small-f16", "-o", str(path)).code == 0
+    monkeypatch.setenv("LOCALAI_HOME", str(tmp_path / "fresh"))
+    return path
+
+
+def test_a_tampered_archive_installs_nothing(cli, archive):
+    raw = bytearray(archive.read_bytes())
+    raw[-20_000] ^= 0x40  # inside the GGUF's tensor data (the tar ends with 1 KiB of zero blocks)
+    archive.write_bytes(bytes(raw))
+    _one_line_error(cli("import", str(archive)), "does not match its manifest (small-f16.gguf: hash)")
+    assert _nothing_installed()
+
+
+def test_a_truncated_archive_installs_nothing(cli, archive):
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    _one_line_error(cli("import", str(archive)), "is not a readable package archive")
+    assert _nothing_installed()
+
+
+def _rewrite(archive, extra: tarfile.TarInfo, data: bytes = b""):
+    """Copy `archive` with one more member."""
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(archive, "w") as tar:
+        for member, content in members:
+            tar.addfile(member, io.BytesIO(content))
+        tar.addfile(extra, io.BytesIO(data) if extra.isfile() else None)
+
+
+@pytest.mark.parametrize("member", ["../evil.sh", "/etc/evil", "small-f16/../../evil"])
+def test_path_traversal_is_refused(cli, archive, member, tmp_path):
+    info = tarfile.TarInfo(member)
+    info.size = 4
+    _rewrite(archive, info, b"evil")
+    _one_line_error(cli("import", str(archive)), "path outside its folder")
+    assert _nothing_installed() and not (tmp_path / "evil.sh").exists()
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE])
+def test_links_and_special_files_are_refused(cli, archive, kind):
+    info = tarfile.TarInfo("small-f16/extra")
+    info.type = kind
+    info.linkname = "/etc/passwd"
+    _rewrite(archive, info)
+    result = cli("import", str(archive))
+    _one_line_error(result, "link" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else "special file")
+    assert _nothing_installed()
+
+
+def test_an_extra_file_is_refused(cli, archive):
+    info = tarfile.TarInfo("small-f16/payload.py")
+    info.size = 5
+    _rewrite(archive, info, b"boom!")
+    _one_line_error(cli("import", str(archive)), "payload.py: unlisted")
+    assert _nothing_installed()
+
+
+def test_import_of_something_that_is_not_an_archive(cli, tmp_path):
+    bad = tmp_path / "notes.tar"
+    bad.write_text("hello")
+    _one_line_error(cli("import", str(bad)), "is not a readable package archive")
+    _one_line_error(cli("import", str(tmp_path / "missing.tar")), "no archive")
+
+
+
+def test_concurrent_convert_and_rm_leave_the_store_consistent(small_checkpoint, isolated_store):
+    """Conversions replacing `race` in other processes while this one keeps removing it: every command ends
+    cleanly and the store never holds a partial package."""
+    import subprocess
+    import sys
+
+    from localai import store
+    from localai.errors import PackageError
+
+    converts = [subprocess.Popen([sys.executable, "-m", "localai.cli", "convert", str(small_checkpoint), "--name",
+                                  "race", "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(4)]
+    removed = 0
+    while any(c.poll() is None for c in converts):
+        try:
+            store.remove("race")
+            removed += 1
+        except PackageError:  # not there (yet, or any more)
+            pass
+    for process in converts:
+        _, err = process.communicate()
+        assert process.returncode == 0, err  # --force replaces whatever is there, or nothing
+    assert removed >= 1, "the race never happened"
+    models = isolated_store / "models"
+    assert {p.name for p in models.iterdir()} <= {"race", ".lock"}  # no staging or doomed folders left
+    if (models / "race").exists():
+        assert subprocess.run([sys.executable, "-m", "localai.cli", "verify", "race"], capture_output=True,
+                              check=False).returncode == 0
