@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("-r", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.p < 1 or args.n < 1:
+        parser.error("the comparison needs both tests: -p and -n must be at least 1")
     packages = args.packages or default_packages(args.workdir)
     settings = BenchSettings(n_prompt=args.p, n_gen=args.n, repetitions=args.r, threads=args.threads)
 
@@ -84,12 +86,12 @@ def main() -> None:
                                                        "plain tg": []} for p in packages}
     for _ in range(args.rounds):
         for package in packages:
-            rows = measure_isolated(str(package), settings)
+            rows = {row.test[:2]: row for row in measure_isolated(str(package), settings)}
             artifact = resolve(package).manifest.artifacts[0]
             plain = plain_loop(package / artifact.path, args.threads, args.p, args.n, args.r,
                                "f32" if artifact.quant == "f32" else "f16")
-            results[package]["localai pp"].append(rows[0].tokens_per_s)
-            results[package]["localai tg"].append(rows[1].tokens_per_s)
+            results[package]["localai pp"].append(rows["pp"].tokens_per_s)
+            results[package]["localai tg"].append(rows["tg"].tokens_per_s)
             results[package]["plain pp"].append(plain["pp"])
             results[package]["plain tg"].append(plain["tg"])
 

@@ -8,11 +8,12 @@ a new module plus a line in `ARCHITECTURES`.
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from converters import onnx_quant, to_gguf, to_onnx
+from converters import onnx_quant, to_gguf, to_onnx, to_tensorrt
 from converters.checkpoint import Checkpoint, read_json
 from converters.source import resolve_source
 from converters.tensors import check_sources
@@ -29,7 +30,7 @@ ARCHITECTURES: dict[str, str] = {
     "qwen3": "qwen3",
     "qwen2": "qwen2",
 }
-OUTPUT_FORMATS = ("gguf", "onnx")
+OUTPUT_FORMATS = ("gguf", "onnx", "tensorrt")
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "do_sample")
 
 Progress = Callable[[str, int, int], None]
@@ -56,21 +57,34 @@ def convert(
     threads: int | None = None,
     flavor: str | None = None,
     block_size: int | None = None,
+    compute_capabilities: list[int] | None = None,
+    max_context: int | None = None,
+    max_prefill: int | None = None,
     progress: Progress | None = None,
 ) -> Package:
     """Convert checkpoint `src` (folder or repo id) into a package at `output`, or in the store.
 
-    `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type) or "onnx" (`quant` fp32
-    (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4)."""
+    `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type), "onnx" (`quant` fp32
+    (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4) or
+    "tensorrt" (`quant` fp16 (default) or int4 for now; `compute_capabilities` as 86, 89, ...; the
+    profiles' `max_context` and `max_prefill`)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
+    engine_options = compute_capabilities is not None or max_context is not None or max_prefill is not None
+    if to != "tensorrt" and engine_options:
+        raise ConversionError("--compute-capability, --max-context and --max-prefill apply to --to tensorrt only")
     if to == "gguf":
         if flavor is not None or block_size is not None:
-            raise ConversionError("--flavor and --block-size apply to --to onnx only")
+            raise ConversionError("--flavor and --block-size apply to --to onnx and tensorrt only")
         quant = to_gguf.check_quant(quant or "f16")
-    else:
+    elif to == "onnx":
         block_size = onnx_quant.DEFAULT_BLOCK if block_size is None else block_size
         quant, flavor = onnx_quant.check(quant or "fp32", flavor or "ort", block_size)
+    else:
+        if flavor not in (None, "portable"):
+            raise ConversionError("TensorRT engines are built from the portable ONNX flavour only")
+        flavor, block_size = "portable", onnx_quant.DEFAULT_BLOCK if block_size is None else block_size
+        quant = (quant or "fp16").lower()
     source = resolve_source(src)
     with Checkpoint(source.path) as ckpt:
         arch = architecture_for(ckpt.config)
@@ -80,10 +94,13 @@ def convert(
         plan = arch.tensor_plan(args, set(ckpt.tensors))
         check_sources(plan, {n: ref.shape for n, ref in ckpt.tensors.items()}, arch.IGNORED_TENSORS)
         vocab = tokenizer.gguf_vocab(args.vocab_size)  # checks the tokenizer against the embedding size
-        if to == "onnx" and not hasattr(arch, "build_onnx"):
-            raise ConversionError(f"ONNX export is not available for model_type {ckpt.config['model_type']!r}")
+        if to != "gguf" and not hasattr(arch, "build_onnx"):
+            raise ConversionError(f"{to} export is not available for model_type {ckpt.config['model_type']!r}")
+        engine = (to_tensorrt.check(quant, compute_capabilities, max_context, max_prefill, args.context_length)
+                  if to == "tensorrt" else None)
 
-        label = quant if to == "gguf" else f"onnx-{quant}" + ("-portable" if flavor == "portable" else "")
+        label = {"gguf": quant, "onnx": f"onnx-{quant}" + ("-portable" if flavor == "portable" else ""),
+                 "tensorrt": f"trt-{quant}"}[to]
         package_name = store.validate_name(name) if name else store.default_name(source.display_name, label)
         target = output.expanduser().absolute() if output else store.package_path(package_name)
         if target.resolve() == source.path or target.resolve() in source.path.parents:
@@ -96,20 +113,19 @@ def convert(
                                          progress)]
                 graph: dict[str, object] = {}
                 versions = {"gguf": _version("gguf"), "llama_cpp_python": _version("llama_cpp_python")}
-            else:
-                if progress:
-                    progress("building the ONNX graph", 0, 1)
-                weights = onnx_quant.WeightFormat(quant, str(flavor), int(block_size))
-                graph = to_onnx.write_onnx(staging, arch, args, ckpt, weights, __version__)
-                if progress:
-                    progress("building the ONNX graph", 1, 1)
+            elif engine is None:
+                graph = _write_onnx(staging, arch, args, ckpt, quant, str(flavor), int(block_size), progress)
                 artifacts = [_artifact(staging / to_onnx.MODEL_FILE, "onnx", quant),
-                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant),
-                             *(_artifact(path, "tokenizer", "") for path in
-                               to_onnx.copy_tokenizer(source.path, staging))]
+                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant)]
                 runtime = next((v for v in map(_version, ("onnxruntime", "onnxruntime-gpu")) if v != "unknown"),
                                "unknown")
                 versions = {"onnx": _version("onnx"), "onnxruntime": runtime}
+            else:
+                graph = _write_engine(staging, arch, args, ckpt, engine, int(block_size), progress)
+                artifacts = [_artifact(staging / to_tensorrt.ENGINE_FILE, "tensorrt", quant)]
+                versions = {"onnx": _version("onnx"), graph["tensorrt"]["library"]: graph["tensorrt"]["version"]}
+            if to != "gguf":  # the ONNX Runtime and TensorRT backends tokenize with these
+                artifacts += [_artifact(path, "tokenizer", "") for path in to_onnx.copy_tokenizer(source.path, staging)]
             manifest = Manifest(
                 name=package_name,
                 architecture=ckpt.config["model_type"],
@@ -146,6 +162,34 @@ def _write_gguf(staging: Path, package_name: str, arch: ModuleType, args: object
         to_gguf.quantize_with_llama_cpp(intermediate, artifact_path, quant, threads)
         intermediate.unlink()
     return _artifact(artifact_path, "gguf", quant)
+
+
+def _write_onnx(folder: Path, arch: ModuleType, args: object, ckpt: Checkpoint, quant: str, flavor: str,
+                block_size: int, progress: Progress | None) -> dict[str, object]:
+    if progress:
+        progress("building the ONNX graph", 0, 1)
+    graph = to_onnx.write_onnx(folder, arch, args, ckpt, onnx_quant.WeightFormat(quant, flavor, block_size),
+                               __version__)
+    if progress:
+        progress("building the ONNX graph", 1, 1)
+    return graph
+
+
+def _write_engine(staging: Path, arch: ModuleType, args: object, ckpt: Checkpoint,
+                  engine: to_tensorrt.EngineSettings, block_size: int, progress: Progress | None) -> dict[str, object]:
+    """The portable ONNX graph in a scratch folder of `staging`, then the engine built from it."""
+    scratch = staging / ".onnx"
+    scratch.mkdir()
+    graph = _write_onnx(scratch, arch, args, ckpt, to_tensorrt.ONNX_QUANT[engine.quant], "portable", block_size,
+                        progress)
+    if progress:
+        progress("building the TensorRT engine", 0, 1)
+    graph["tensorrt"] = to_tensorrt.build_engine(scratch / to_onnx.MODEL_FILE, staging / to_tensorrt.ENGINE_FILE,
+                                                 engine, graph["inputs"])  # type: ignore[arg-type]
+    if progress:
+        progress("building the TensorRT engine", 1, 1)
+    shutil.rmtree(scratch)
+    return graph
 
 
 def _artifact(path: Path, fmt: str, quant: str) -> Artifact:

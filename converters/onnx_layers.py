@@ -205,13 +205,18 @@ class Decoder:
         a_log = self.ckpt.load(f"{prefix}.A_log")
         neg_a = g.const(-np.exp(a_log.astype(np.float32)), np.float32)
         self.ckpt.release(f"{prefix}.A_log")
-        # one token (decode) takes the plain recurrence: a few operators instead of the chunked scan's many
-        one_token = g.op("Equal", g.op("Squeeze", self.dim(xs, 1)), g.const(1))
-        y, final = g.op("If", one_token, outputs=2,
-                        then_branch=g.branch(f"mamba{layer}_step", lambda: self._step(xs, b, c, dt, neg_a,
-                                                                                      past_ssm, m)),
-                        else_branch=g.branch(f"mamba{layer}_scan", lambda: self._ssd(xs, b, c, dt, neg_a,
-                                                                                     past_ssm, m)))
+        if self.weights.flavor == "portable":
+            # no control flow: TensorRT for RTX 1.7's builder crashes on `If`, and the chunked scan is exact
+            # for one token too (a 1-token chunk)
+            y, final = self._ssd(xs, b, c, dt, neg_a, past_ssm, m)
+        else:
+            # one token (decode) takes the plain recurrence: a few operators instead of the chunked scan's many
+            one_token = g.op("Equal", g.op("Squeeze", self.dim(xs, 1)), g.const(1))
+            y, final = g.op("If", one_token, outputs=2,
+                            then_branch=g.branch(f"mamba{layer}_step", lambda: self._step(xs, b, c, dt, neg_a,
+                                                                                          past_ssm, m)),
+                            else_branch=g.branch(f"mamba{layer}_scan", lambda: self._ssd(xs, b, c, dt, neg_a,
+                                                                                         past_ssm, m)))
         self.present(final, layer, "ssm", ssm_shape)
 
         d = self.weights.small(g, self.ckpt, f"{prefix}.D", (m.heads, 1))

@@ -90,7 +90,7 @@ class BenchRow:
     threads: int
     test: str
     tokens_per_s: float
-    tokens_per_s_std: float
+    tokens_per_s_std: float | None  # None with one repetition: no spread to report
     ttft_ms: float | None
     itl_p50_ms: float | None
     itl_p95_ms: float | None
@@ -109,13 +109,12 @@ class _Probe:
     """Load time and memory of the model in this process."""
 
     load_s: float = 0.0
-    gpu_baseline: int | None = None
-    gpu_peak: int | None = None
+    gpu_peak: int | None = None  # this process's GPU memory, the most seen at the samples
 
     def sample_gpu(self) -> None:
-        from localai.profiling import gpu_memory_used_bytes
+        from localai.profiling import process_gpu_memory_bytes
 
-        used = gpu_memory_used_bytes()
+        used = process_gpu_memory_bytes()
         if used is not None:
             self.gpu_peak = max(self.gpu_peak or 0, used)
 
@@ -124,10 +123,11 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
             ) -> list[BenchRow]:
     """Load `model_ref` in this process and run every test of `settings`; `on_step` hears of each step."""
     import localai
+    from localai.backends import BACKENDS
     from localai.backends.base import default_threads
-    from localai.profiling import gpu_memory_used_bytes, peak_rss_bytes
+    from localai.profiling import peak_rss_bytes
 
-    probe = _Probe(gpu_baseline=gpu_memory_used_bytes())
+    probe = _Probe()
     started = time.perf_counter()
     model = localai.load(model_ref, n_ctx=settings.n_ctx or settings.needed_context, n_threads=settings.threads,
                          device=settings.device)
@@ -148,15 +148,14 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
         if settings.turns:
             results.append(_repeat(f"chat{settings.turns}", lambda: _chat(model, settings.turns),
                                    settings.repetitions, on_step, probe, warm_up=lambda: _chat(model, 2)))
-        artifact = next(a for a in model.manifest.artifacts if a.format in ("gguf", "onnx"))
+        artifact = next(a for a in model.manifest.artifacts if a.format in BACKENDS)
         peak = peak_rss_bytes()
-        gpu = (probe.gpu_peak - probe.gpu_baseline) if probe.gpu_peak is not None and probe.gpu_baseline is not None \
-            else None
+        gpu = probe.gpu_peak
         return [BenchRow(model=model.manifest.name, format=artifact.format, quant=artifact.quant,
                          backend=model.backend.name, device=model.backend.device,
                          threads=settings.threads or default_threads(), test=test,
                          tokens_per_s=round(statistics.fmean(rates), 2),
-                         tokens_per_s_std=round(statistics.stdev(rates), 2) if len(rates) > 1 else 0.0,
+                         tokens_per_s_std=round(statistics.stdev(rates), 2) if len(rates) > 1 else None,
                          load_s=round(probe.load_s, 3), peak_rss_mb=_mb(peak), gpu_mb=_mb(gpu),
                          samples_tokens_per_s=[round(r, 2) for r in rates], **extra)
                 for test, rates, extra in results]
@@ -208,13 +207,18 @@ def _generation(backend: Any, first: int, n: int) -> dict[str, Any]:
 
 
 def _chat(model: Any, turns: int) -> dict[str, Any]:
-    from localai.chat import Conversation, collect
+    from localai.chat import Conversation, Notice, collect
 
     model.turn_states.clear()
     conversation = Conversation(model, system=CHAT_SYSTEM, settings=CHAT_SETTINGS)
     ttfts, decoded, decode_s = [], 0, 0.0
     for turn in range(turns):
-        final = collect(conversation.send(f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"))
+        events = list(conversation.send(f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"))
+        if any(isinstance(e, Notice) and e.dropped_messages for e in events):
+            # from here on turns would measure a trimmed conversation, not a growing one
+            raise LocalAIError(f"the {turns}-turn chat outgrew the context of {model.backend.n_ctx} tokens at turn "
+                               f"{turn + 1}; give a larger --ctx or fewer --turns")
+        final = collect(iter(events))
         ttft_ms = final.timings.ttft_ms or 0.0
         ttfts.append(ttft_ms / 1000)
         decoded += max(0, final.usage.completion_tokens - 1)  # the first token comes from the prompt's logits
@@ -240,8 +244,9 @@ def measure_isolated(model_ref: str, settings: BenchSettings, on_step: Callable[
     rows: list[BenchRow] = []
     error: str | None = None
     with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "localai.bench", job], stdout=subprocess.PIPE, stderr=stderr,
-                                 text=True, encoding="utf-8")
+        # -P: the current folder (which may hold another checkout of localai) is not put on sys.path
+        child = subprocess.Popen([sys.executable, "-P", "-m", "localai.bench", job], stdout=subprocess.PIPE,
+                                 stderr=stderr, text=True, encoding="utf-8")
         try:
             assert child.stdout is not None
             for message in _messages(child.stdout):

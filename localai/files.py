@@ -3,27 +3,65 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+from localai.errors import LocalAIError
+
+
+def check_writable(path: Path, what: str) -> Path:
+    """Refuse, before any long work, a `path` whose folder is missing or not writable, or that is a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise LocalAIError(f"{what} {path} is a folder; give a file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LocalAIError(f"{what} {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LocalAIError(f"{what} {path}: cannot write into {folder}")
+    return path
+
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, renamed into place at the end."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `text` to `path` through a temporary file in the same folder, renamed into place at the end.
+    A replaced file keeps its permissions; a symbolic link keeps pointing where it did (its target is
+    what gets replaced)."""
+    path = Path(os.path.realpath(Path(path).expanduser()))
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise LocalAIError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             out.write(text)
+        os.chmod(temp, mode)
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise LocalAIError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
 
 
-def append_lines_atomic(path: Path, lines: list[str]) -> None:
-    """Append `lines` to the text file `path` (created if absent): all of them, or none."""
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    write_text_atomic(path, old + "".join(line + "\n" for line in lines))
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append `lines` to the text file `path` (created if absent) in one write: concurrent appenders do not
+    interleave, and earlier content is never rewritten."""
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LocalAIError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+    if written != len(data):
+        raise LocalAIError(f"appended only {written} of {len(data)} bytes to {path} (disk full?)")

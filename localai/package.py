@@ -37,6 +37,19 @@ class Artifact:
     sha256: str
 
 
+def _artifact(data: dict[str, Any]) -> Artifact:
+    """An artifact entry, type-checked: manifests come from archives and copies, not only from localai."""
+    artifact = Artifact(**data)
+    texts = (artifact.path, artifact.format, artifact.quant, artifact.sha256)
+    if not all(isinstance(t, str) for t in texts) or not artifact.path:
+        raise PackageError(f"malformed manifest: bad artifact entry {data!r}")
+    if isinstance(artifact.bytes, bool) or not isinstance(artifact.bytes, int) or artifact.bytes < 0:
+        raise PackageError(f"malformed manifest: bad size of artifact {artifact.path!r}")
+    if artifact.sha256 and (len(artifact.sha256) != 64 or any(c not in "0123456789abcdef" for c in artifact.sha256)):
+        raise PackageError(f"malformed manifest: bad sha256 of artifact {artifact.path!r}")
+    return artifact
+
+
 @dataclass(frozen=True)
 class ThinkTokens:
     """The texts that open and close a reasoning block, as the model's tokenizer spells them."""
@@ -75,7 +88,10 @@ class Manifest:
         if version != SCHEMA_VERSION:
             raise PackageError(f"unsupported manifest schema_version {version!r} (expected {SCHEMA_VERSION})")
         try:
-            artifacts = [Artifact(**a) for a in data["artifacts"]]
+            artifacts = [_artifact(a) for a in data["artifacts"]]
+            paths = [os.path.normpath(a.path) for a in artifacts]
+            if len(set(paths)) != len(paths):
+                raise PackageError("malformed manifest: an artifact is listed twice")
             thinking = ThinkTokens(**data["thinking"]) if data.get("thinking") else None
             return cls(
                 name=str(data["name"]),

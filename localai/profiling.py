@@ -10,6 +10,7 @@ import csv
 import importlib.metadata
 import io
 import json
+import os
 import platform
 import sys
 from dataclasses import asdict, dataclass, fields
@@ -110,6 +111,23 @@ def gpu_memory_used_bytes() -> int | None:
                    for i in range(nvml.nvmlDeviceGetCount()))
     except Exception:
         return None
+
+
+def process_gpu_memory_bytes() -> int | None:
+    """GPU memory this process holds on all NVIDIA GPUs, or None where NVML is unavailable or the process
+    holds none (a CPU-only runtime)."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    pid, total = os.getpid(), 0
+    try:
+        for i in range(nvml.nvmlDeviceGetCount()):
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(nvml.nvmlDeviceGetHandleByIndex(i)):
+                if process.pid == pid and process.usedGpuMemory:
+                    total += int(process.usedGpuMemory)
+    except Exception:  # NVML errors (no permission to list processes, driver hiccups): no figure
+        return None
+    return total or None
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ def packages() -> list[Package]:
     root = models_dir()
     found = []
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
+        if entry.name.startswith(".") or not entry.is_dir() or not _NAME_RE.fullmatch(entry.name):
+            continue  # staging folders, stray files, and folders no command could name
         try:
             found.append(Package.open(entry))
         except PackageError:
@@ -93,7 +93,7 @@ def locked() -> Iterator[None]:
 
 def lock_for(target: Path) -> contextlib.AbstractContextManager[None] | None:
     """The store's lock when `target` is a package folder in the store, else None."""
-    return locked() if target.absolute().parent == models_dir().absolute() else None
+    return locked() if target.absolute().parent.resolve() == models_dir().resolve() else None
 
 
 def open_package(name: str) -> Package:
@@ -113,5 +113,8 @@ def remove(name: str) -> Path:
         # a staging-style name: if this process dies mid-delete, the next store write sweeps it away
         doomed = path.parent / f".{name}{STAGING_MARK}{os.getpid()}-rm-{secrets.token_hex(4)}"
         os.rename(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    if doomed.is_symlink():  # a package linked into the store: remove the link, never what it points to
+        doomed.unlink()
+    else:
+        shutil.rmtree(doomed, ignore_errors=True)
     return path

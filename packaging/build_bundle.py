@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,12 @@ venv=${1:-"$HOME/.local/share/localai-venv"}
 "$venv/bin/python" -m pip install --quiet --no-index --find-links "$here/wheels" localai
 for archive in "$here"/models/*.tar; do
     [ -e "$archive" ] || continue
-    "$venv/bin/localai" import "$archive" --force
+    name=$(basename "$archive" .tar)
+    if "$venv/bin/localai" info "$name" >/dev/null 2>&1; then
+        echo "kept the installed $name (remove it with: localai rm $name, then run this again)"
+    else
+        "$venv/bin/localai" import "$archive"
+    fi
 done
 echo "installed: $venv/bin/localai"
 """
@@ -58,13 +64,18 @@ def main() -> int:
     target = args.output.expanduser().absolute()
     if target.exists() and not args.force:
         sys.exit(f"error: {target} already exists (pass --force to replace it)")
+    if target.exists() and not all((target / f).is_file() for f in ("install.sh", "README.txt")):
+        sys.exit(f"error: {target} exists and is not a bundle; refusing to replace it")
     if not list(args.wheels.glob("llama_cpp_python-*.whl")):
         print(f"warning: no llama-cpp-python wheel in {args.wheels}; pip will compile it from source",
               file=sys.stderr)
-    staging = target.parent / f".{target.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        (staging / "models").mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    except OSError as exc:
+        sys.exit(f"error: cannot write into {target.parent}: {exc.strerror or exc}")
+    try:
+        (staging / "models").mkdir()
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(staging / "wheels"),
                         "--find-links", str(args.wheels), str(ROOT)], check=True)
         names = []
@@ -85,7 +96,7 @@ def main() -> int:
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    except (LocalAIError, subprocess.CalledProcessError) as exc:
+    except (LocalAIError, subprocess.CalledProcessError, OSError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         sys.exit(f"error: {exc}")
     except BaseException:

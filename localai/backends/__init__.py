@@ -11,6 +11,7 @@ from localai.errors import BackendError
 BACKENDS: dict[str, str] = {
     "gguf": "localai.backends.llama_cpp:LlamaCppBackend",
     "onnx": "localai.backends.onnx_runtime:OnnxRuntimeBackend",
+    "tensorrt": "localai.backends.tensorrt:TensorRTBackend",
 }
 
 

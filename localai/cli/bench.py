@@ -14,6 +14,7 @@ from typing import Any
 from localai.backends.base import DEVICES
 from localai.bench import BenchRow, BenchSettings, measure_isolated
 from localai.errors import LocalAIError
+from localai.files import append_lines, check_writable
 
 FORMATS = ("table", "json", "csv", "md")
 
@@ -49,25 +50,28 @@ def run(args: argparse.Namespace) -> int:
                              turns=args.turns, threads=args.threads, device=args.device, n_ctx=args.ctx)
     for model in args.models:  # a typo in the last name should not cost the minutes spent on the first
         resolve(model)
-    if args.history is not None and args.history.is_dir():
-        raise LocalAIError(f"--history {args.history} is a folder; give a file")
-    rows = _measure_all(args.models, settings, debug=getattr(args, "debug", False))
-    machine = machine_description(args.threads)
-    print(render(rows, args.format, machine, settings), end="")
     if args.history is not None:
-        from localai.files import append_lines_atomic
-
+        check_writable(args.history, "--history")
+    rows, failures = _measure_all(args.models, settings, debug=getattr(args, "debug", False))
+    machine = machine_description(args.threads)
+    if rows:
+        print(render(rows, args.format, machine, settings), end="")
+    if rows and args.history is not None:
         when = datetime.now(UTC).isoformat(timespec="seconds")
-        append_lines_atomic(args.history, [json.dumps({"time": when, "machine": machine, **row.to_dict()})
-                                           for row in rows])
+        append_lines(args.history, [json.dumps({"time": when, "machine": machine, **row.to_dict()}) for row in rows])
         print(f"appended {len(rows)} result(s) to {args.history}", file=sys.stderr)
+    if failures:  # the other models' results are shown and kept above; the failures are one line
+        raise LocalAIError("; ".join(f"{model}: {message}" for model, message in failures))
     return 0
 
 
-def _measure_all(models: list[str], settings: BenchSettings, *, debug: bool) -> list[BenchRow]:
+def _measure_all(models: list[str], settings: BenchSettings, *, debug: bool) -> tuple[list[BenchRow],
+                                                                                      list[tuple[str, str]]]:
+    """The rows of every model that could be measured, and (model, error) for the others."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     rows: list[BenchRow] = []
+    failures: list[tuple[str, str]] = []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
                         disable=not sys.stderr.isatty())
     with progress:
@@ -77,8 +81,11 @@ def _measure_all(models: list[str], settings: BenchSettings, *, debug: bool) -> 
                 progress.update(task, advance=1, description=f"{model}: {what}")
 
             progress.update(task, description=f"{model}: loading")
-            rows += measure_isolated(model, settings, step, debug=debug)
-    return rows
+            try:
+                rows += measure_isolated(model, settings, step, debug=debug)
+            except LocalAIError as exc:
+                failures.append((model, str(exc)))
+    return rows, failures
 
 
 # --- output ------------------------------------------------------------------------------------------
@@ -120,14 +127,14 @@ def render(rows: list[BenchRow], fmt: str, machine: dict[str, Any], settings: Be
     console = Console(file=io.StringIO(), width=max(160, Console().width), force_terminal=False)
     console.print(table)
     for line in footer:
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def _cell(row: BenchRow, name: str) -> str:
     value = getattr(row, name)
     if name == "tokens_per_s":
-        return f"{value:.2f} ± {row.tokens_per_s_std:.2f}"
+        return f"{value:.2f} ± {row.tokens_per_s_std:.2f}" if row.tokens_per_s_std is not None else f"{value:.2f}"
     if value is None:
         return ""
     return f"{value:.2f}" if isinstance(value, float) else str(value)
@@ -137,7 +144,8 @@ def _machine_line(machine: dict[str, Any], settings: BenchSettings) -> str:
     libraries = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
     gpus = f"; GPU {', '.join(machine['gpus'])}" if machine["gpus"] else ""
     return (f"{machine['cpu']} ({machine['cpu_cores']} cores), {machine['threads']} threads{gpus}; "
-            f"{settings.repetitions} runs per test after a warm-up; {libraries}")
+            f"{settings.repetitions} run{'s' if settings.repetitions > 1 else ''} per test after a warm-up; "
+            f"{libraries}")
 
 
 def _turn_growth(rows: list[BenchRow]) -> list[str]:

@@ -128,8 +128,8 @@ def _command(line: str, conversation: object) -> bool:
     elif name == "/save" and arg:
         try:
             conversation.save(Path(arg).expanduser())
-        except OSError as exc:
-            print(f"cannot save: {exc.strerror or exc}", file=sys.stderr)
+        except (OSError, LocalAIError) as exc:
+            print(f"cannot save: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             return True
         print(f"saved to {arg}")
     elif name in ("/help", "/quit") and not arg:

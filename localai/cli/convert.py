@@ -12,19 +12,33 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p = sub.add_parser("convert", parents=parents, help="convert a Hugging Face checkpoint into a model package",
                        description="Convert a checkpoint folder or Hugging Face repo id into a model package.")
     p.add_argument("source", metavar="SRC", help="checkpoint folder, or repo id owner/name[@revision]")
-    p.add_argument("--to", default="gguf", help="output format: gguf (default) or onnx")
+    p.add_argument("--to", default="gguf", help="output format: gguf (default), onnx or tensorrt")
     p.add_argument("--quant", help="gguf: f32, f16 (default), bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); "
-                                   "onnx: fp32 (default), fp16, int8, int4")
+                                   "onnx: fp32 (default), fp16, int8, int4; tensorrt: fp16 (default), int4")
     p.add_argument("--flavor",
                    help="onnx: 'ort' (default; ONNX Runtime's MatMulNBits for int8/int4) or 'portable' "
                         "(standard operators only, for TensorRT)")
     p.add_argument("--block-size", type=int, help="onnx int8/int4: weights per scale (default 32)")
+    p.add_argument("--compute-capability", type=capabilities, metavar="LIST",
+                   help="tensorrt: target GPUs as compute capabilities, e.g. 86,89,120 (the default)")
+    p.add_argument("--max-context", type=int, metavar="N",
+                   help="tensorrt: longest context the engine serves (default min(4096, the model's))")
+    p.add_argument("--max-prefill", type=int, metavar="N",
+                   help="tensorrt: most new tokens in one call (default min(1024, --max-context))")
     p.add_argument("-o", "--output", type=Path, help="package folder to create (default: in the local store)")
     p.add_argument("--name", help="package name (default: derived from SRC and --quant)")
     p.add_argument("--force", action="store_true", help="replace an existing package of that name")
     p.add_argument("--threads", type=int, help="threads for llama.cpp's quantizer")
     p.add_argument("--json", action="store_true", help='print {"package": DIR, "manifest": {...}}')
     return p
+
+
+def capabilities(text: str) -> list[int]:
+    """--compute-capability: "86,89,120" or "8.6,8.9,12.0" -> [86, 89, 120]."""
+    try:
+        return [round(float(part) * 10) if "." in part else int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected compute capabilities such as 86,89,120, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     package = convert(args.source, to=args.to, quant=args.quant, output=args.output, name=args.name,
                       force=args.force, threads=args.threads, flavor=args.flavor, block_size=args.block_size,
-                      progress=progress)
+                      compute_capabilities=args.compute_capability, max_context=args.max_context,
+                      max_prefill=args.max_prefill, progress=progress)
     if args.json:
         print(json.dumps({"package": str(package.root), "manifest": package.manifest.to_dict()}))
     else:

@@ -17,6 +17,7 @@ from typing import Any
 from localai.backends.base import DEVICES
 from localai.cli.progress import progress_bar
 from localai.errors import LocalAIError
+from localai.files import check_writable, write_text_atomic
 
 DEFAULT_BUDGETS = "0,16,64,256,unlimited"
 CHART_WIDTH = 40
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     task.add_argument("--csv", type=Path, metavar="FILE", help="where the sweep's CSV goes "
                                                                "(default: MODEL-TASK-budgets.csv here)")
     task.add_argument("--max-tokens", type=int, metavar="N",
-                      help="most tokens per answer, reasoning included (default 1024)")
+                      help="most tokens per answer, reasoning included (default: the model's, else 1024)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where ONNX models run")
@@ -52,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise LocalAIError(f"--threads must be at least 1, got {args.threads}")
     if args.task is not None:
         mixed = [f"--{name}" for name in ("reference", "text", "ctx") if getattr(args, name) is not None]
         if mixed:
@@ -120,7 +123,10 @@ def _reference(ref: str, ctx: int, args: argparse.Namespace, text: str, tokens: 
     if is_checkpoint(Path(ref).expanduser()):
         reference = TransformersReference(Path(ref).expanduser(), threads=args.threads)
         theirs = reference.tokenize(text)
-        if theirs is not None and theirs != tokens:
+        if theirs is None:
+            raise LocalAIError(f"{ref} has no tokenizer.json: cannot check that it reads the text as the model's "
+                               "tokens, which KL needs")
+        if theirs != tokens:
             raise LocalAIError(f"{ref} tokenizes the text differently from the model: KL needs the same tokens")
         return reference, reference
     loaded = localai.load(ref, n_ctx=ctx, n_threads=args.threads, device=args.device)
@@ -174,8 +180,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise LocalAIError(f"--n must be at least 1, got {n}")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise LocalAIError(f"--max-tokens must be at least 1, got {args.max_tokens}")
-    if args.csv is not None and args.csv.is_dir():
-        raise LocalAIError(f"--csv {args.csv} is a folder; give a file")
+    if args.csv is not None:
+        check_writable(args.csv, "--csv")
     model = localai.load(args.model, n_threads=args.threads, device=args.device)
     try:
         name = model.manifest.name
@@ -184,15 +190,13 @@ def _sweep(args: argparse.Namespace) -> int:
             rows = sweep(model, task, task.problems(n), budgets, on_problem=lambda: advance(1), **settings)
     finally:
         model.close()
-    from localai.files import write_text_atomic
-
     csv_path = args.csv or Path(f"{name}-{args.task}-budgets.csv")
-    write_text_atomic(csv_path, _sweep_csv(rows))
     if args.json:
         print(json.dumps({"model": name, "task": args.task, "problems": n, "csv": str(csv_path),
                           "results": [r.to_dict() for r in rows]}, indent=2))
     else:
         print(_sweep_report(name, args.task, n, rows))
+    write_text_atomic(csv_path, _sweep_csv(rows))  # after printing: a bad path never loses the results
     print(f"wrote {csv_path}", file=sys.stderr)
     return 0
 

@@ -25,12 +25,13 @@ def human_bytes(n: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from localai import store
+    from localai.backends import BACKENDS
 
     rows = []
     for package in store.packages():
         m = package.manifest
-        main = next((a for a in m.artifacts if a.format in ("gguf", "onnx")), m.artifacts[0] if m.artifacts else None)
-        rows.append({"name": m.name, "architecture": m.architecture, "format": main.format if main else "",
+        main = next((a for a in m.artifacts if a.format in BACKENDS), m.artifacts[0] if m.artifacts else None)
+        rows.append({"name": package.root.name, "architecture": m.architecture, "format": main.format if main else "",
                      "quant": main.quant if main else "", "bytes": sum(a.bytes for a in m.artifacts),
                      "created": m.created})
     if args.json:

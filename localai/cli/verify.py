@@ -22,8 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from localai.model import resolve
 
     package = resolve(args.model)
-    if not package.manifest.artifacts or package.manifest.source.get("kind") == "gguf":
+    if package.manifest.source.get("kind") == "gguf" and not (package.root / "manifest.json").is_file():
         raise PackageError(f"{args.model} is a bare GGUF file: there is no manifest to verify it against")
+    if not package.manifest.artifacts:
+        raise PackageError(f"package {package.manifest.name} lists no artifacts: there is nothing to verify")
     with progress_bar("hashing", integrity.total_bytes(package), bytes_=True) as on_read:
         checks = integrity.check(package, on_read)
     for c in checks:

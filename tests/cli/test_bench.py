@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-FAST = ("-p", "16", "-n", "8", "-r", "1", "--threads", "1")
+FAST = ("-p", "16", "-n", "8", "-r", "2", "--threads", "1")
 
 
 def test_json_has_machine_settings_and_one_row_per_model_and_test(cli, package, onnx_package):
@@ -70,6 +70,23 @@ def test_an_unknown_model_fails_before_anything_runs(cli, package, tmp_path):
     assert result.code == 1 and "no model" in result.err and result.out == ""
 
 
-def test_history_must_be_a_file(cli, package, tmp_path):
+def test_history_must_be_writable_before_anything_runs(cli, package, tmp_path):
     result = cli("bench", str(package("qwen3", "q8_0")), *FAST, "--history", str(tmp_path))
-    assert result.code == 1 and "is a folder" in result.err
+    assert result.code == 1 and "is a folder" in result.err and result.out == ""
+    result = cli("bench", str(package("qwen3", "q8_0")), *FAST, "--history", str(tmp_path / "no" / "h.jsonl"))
+    assert result.code == 1 and "no folder" in result.err and result.out == ""
+
+
+def test_one_failing_model_keeps_the_others_results(cli, package, tmp_path):
+    import shutil
+
+    broken = shutil.copytree(package("qwen3", "q8_0"), tmp_path / "broken")
+    gguf = next(broken.glob("*.gguf"))
+    gguf.write_bytes(gguf.read_bytes()[:1000])
+    history = tmp_path / "h.jsonl"
+    result = cli("bench", str(broken), str(package("llama", "q8_0")), *FAST, "--format", "csv", "--history",
+                 str(history))
+    assert result.code == 1
+    assert [r["model"] for r in csv.DictReader(io.StringIO(result.out))] == ["llama-q8_0", "llama-q8_0"]
+    assert len(history.read_text().splitlines()) == 2
+    assert result.err.strip().splitlines()[-1].startswith(f"error: {broken}: package qwen3-q8_0:")

@@ -285,13 +285,13 @@ def test_bad_onnx_options_are_one_line_and_leave_nothing(cli, small_checkpoint, 
 
 
 def test_unknown_output_format_names_the_available_ones(cli, small_checkpoint):
-    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", "tensorrt"),
-                          fragment="unknown output format 'tensorrt'; available: gguf, onnx")
+    _assert_clean_failure(cli("convert", str(small_checkpoint), "--to", "openvino"),
+                          fragment="unknown output format 'openvino'; available: gguf, onnx, tensorrt")
 
 
 def test_onnx_options_are_refused_for_gguf(cli, small_checkpoint):
     _assert_clean_failure(cli("convert", str(small_checkpoint), "--flavor", "portable"),
-                          fragment="--flavor and --block-size apply to --to onnx only")
+                          fragment="--flavor and --block-size apply to --to onnx and tensorrt only")
 
 
 def test_portable_packages_are_named_apart_from_ort_ones(cli, small_checkpoint):

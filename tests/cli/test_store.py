@@ -129,7 +129,7 @@ def test_a_tampered_archive_installs_nothing(cli, archive):
 
 def test_a_truncated_archive_installs_nothing(cli, archive):
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    _one_line_error(cli("import", str(archive)), "is not a readable package archive")
+    _one_line_error(cli("import", str(archive)), "is not a readable uncompressed package archive")
     assert _nothing_installed()
 
 
@@ -167,14 +167,14 @@ def test_an_extra_file_is_refused(cli, archive):
     info = tarfile.TarInfo("small-f16/payload.py")
     info.size = 5
     _rewrite(archive, info, b"boom!")
-    _one_line_error(cli("import", str(archive)), "payload.py: unlisted")
+    _one_line_error(cli("import", str(archive)), "holds 'payload.py', which its manifest does not list")
     assert _nothing_installed()
 
 
 def test_import_of_something_that_is_not_an_archive(cli, tmp_path):
     bad = tmp_path / "notes.tar"
     bad.write_text("hello")
-    _one_line_error(cli("import", str(bad)), "is not a readable package archive")
+    _one_line_error(cli("import", str(bad)), "is not a readable uncompressed package archive")
     _one_line_error(cli("import", str(tmp_path / "missing.tar")), "no archive")
 
 
@@ -207,3 +207,69 @@ def test_concurrent_convert_and_rm_leave_the_store_consistent(small_checkpoint, 
     if (models / "race").exists():
         assert subprocess.run([sys.executable, "-m", "localai.cli", "verify", "race"], capture_output=True,
                               check=False).returncode == 0
+
+
+def _archive_of(path, entries):
+    """A tar at `path` from (TarInfo, bytes | None) entries."""
+    with tarfile.open(path, "w") as tar:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _entries(archive):
+    with tarfile.open(archive) as tar:
+        return [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+
+
+def test_more_malformed_archives_are_refused_with_one_line(cli, archive, tmp_path):
+    good = _entries(archive)
+    manifest = json.loads(next(d for m, d in good if m.name.endswith("manifest.json")))
+    dot = tarfile.TarInfo(".")
+    dot.type = tarfile.DIRTYPE
+    folder_manifest = tarfile.TarInfo("small-f16/manifest.json")
+    folder_manifest.type = tarfile.DIRTYPE
+    bad_types = json.dumps({**manifest, "artifacts": [{**manifest["artifacts"][0], "path": 5}]}).encode()
+    listed_twice = json.dumps({**manifest, "artifacts": manifest["artifacts"] * 2}).encode()
+    cases = {
+        "dot.tar": ([(dot, None), *good], "path outside its folder"),
+        "folder-manifest.tar": ([(folder_manifest, None), *[e for e in good if "manifest" not in e[0].name]],
+                                "has no small-f16/manifest.json"),
+        "twice.tar": ([*good, good[-1]], "twice"),
+        "bad-types.tar": ([(tarfile.TarInfo("small-f16/manifest.json"), bad_types),
+                           *[e for e in good if "manifest" not in e[0].name]], "bad artifact entry"),
+        "listed-twice.tar": ([(tarfile.TarInfo("small-f16/manifest.json"), listed_twice),
+                              *[e for e in good if "manifest" not in e[0].name]], "listed twice"),
+    }
+    for name, (entries, message) in cases.items():
+        _one_line_error(cli("import", str(_archive_of(tmp_path / name, entries))), message)
+    flood = [(tarfile.TarInfo(f"small-f16/d{i}"), None) for i in range(10_001)]
+    for info, _ in flood:
+        info.type = tarfile.DIRTYPE
+    _one_line_error(cli("import", str(_archive_of(tmp_path / "flood.tar", [*good, *flood]))), "more than 10000")
+    empty_folder = tarfile.TarInfo("small-f16/empty")
+    empty_folder.type = tarfile.DIRTYPE
+    _one_line_error(cli("import", str(_archive_of(tmp_path / "folder.tar", [*good, (empty_folder, None)]))),
+                    "a folder the manifest does not list")
+    compressed = tmp_path / "small.tar.gz"
+    with tarfile.open(compressed, "w:gz") as tar:
+        for info, data in good:
+            tar.addfile(info, io.BytesIO(data))
+    _one_line_error(cli("import", str(compressed)), "not a readable uncompressed package archive")
+    assert _nothing_installed()
+
+
+def test_rm_of_a_linked_package_removes_the_link_only(cli, stored, tmp_path):
+    elsewhere = shutil.move(str(stored), tmp_path / "kept")
+    (models_dir() / "linked").symlink_to(elsewhere, target_is_directory=True)
+    assert cli("rm", "linked").code == 0
+    assert (tmp_path / "kept" / "manifest.json").is_file()
+    assert [p.name for p in models_dir().iterdir()] == [".lock"]
+
+
+def test_ls_shows_the_folder_name_commands_use(cli, small_checkpoint):
+    assert cli("convert", str(small_checkpoint), "-o", str(models_dir() / "my-copy")).code == 0
+    assert [row["name"] for row in json.loads(cli("ls", "--json").out)] == ["my-copy"]
+    assert cli("info", "my-copy").code == 0

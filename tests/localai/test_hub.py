@@ -68,3 +68,19 @@ def test_a_repo_that_is_not_cached(cli, hf_cache):
 def test_bad_repo_ids(cli, spec):
     result = cli("pull", spec)
     assert result.code == 1 and "is not a Hugging Face repo id" in result.err
+
+
+def test_only_config_tokenizer_and_safetensors_are_ever_requested():
+    """The allow-list handed to the hub client, applied by the client's own filter to a repo listing."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    listing = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "chat_template.jinja", "model.safetensors",
+               "model-00001-of-00002.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "model.pt",
+               "modeling_custom.py",
+               "configuration_custom.py", "onnx/model.safetensors", "original/consolidated.safetensors",
+               "consolidated.safetensors", "tokenizer.model.v3", "weights.pkl"]
+    fetched = set(filter_repo_objects(listing, allow_patterns=hub.ALLOW_PATTERNS))
+    assert fetched == {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                       "special_tokens_map.json", "chat_template.jinja", "model.safetensors",
+                       "model-00001-of-00002.safetensors", "model.safetensors.index.json"}

@@ -12,7 +12,7 @@ from localai.package import Artifact, Manifest, Package, staged_directory, write
 
 
 def _manifest() -> Manifest:
-    return Manifest(name="m", architecture="llama", artifacts=[Artifact("m.gguf", "gguf", "f16", 3, "ab")],
+    return Manifest(name="m", architecture="llama", artifacts=[Artifact("m.gguf", "gguf", "f16", 3, "ab" * 32)],
                     context_length=128)
 
 

@@ -38,14 +38,16 @@ def test_uniform_predictions_have_the_vocabulary_as_perplexity():
 
 
 def test_perplexity_is_that_of_the_scored_second_halves():
-    """A scorer that puts probability 1/2 on the right token inside the scored halves: perplexity 2."""
+    """Probability 1/2 on the right next token in each chunk's second half, 1/4 in its first half: only
+    the second half counts, so perplexity is 2 (scoring the first half too would give more)."""
     tokens = np.random.default_rng(0).integers(0, 8, 64).tolist()
 
     def scorer(chunk):
         logits = np.full((len(chunk), 8), -1e9, np.float32)
         for i, nxt in enumerate(chunk[1:]):
-            logits[i, nxt] = 0.0
-            logits[i, (nxt + 1) % 8] = 0.0
+            rivals = 1 if i >= len(chunk) // 2 else 3
+            for k in range(rivals + 1):
+                logits[i, (nxt + k) % 8] = 0.0
         return logits
 
     assert evaluate(scorer, tokens, ctx=32, bos=None).perplexity == pytest.approx(2.0, rel=1e-9)

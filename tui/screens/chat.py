@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header
 
 from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options
 from localai.errors import LocalAIError
+from localai.files import write_text_atomic
 from localai.model import Model
 from localai.profiling import TurnMetrics, export_metrics
 from tui.widgets.controls import ControlPanel
@@ -240,9 +241,9 @@ class ChatScreen(Screen[None]):
         try:
             stem = self._stem("chat")
             self.conversation.save(Path(f"{stem}.json"))
-            Path(f"{stem}.md").write_text(self.conversation.to_markdown(), encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"Cannot save: {exc.strerror or exc}", severity="error")
+            write_text_atomic(Path(f"{stem}.md"), self.conversation.to_markdown())
+        except (OSError, LocalAIError) as exc:
+            self.notify(f"Cannot save: {getattr(exc, 'strerror', None) or exc}", severity="error")
             return
         note = " (without the answer in progress)" if self.busy else ""
         self.notify(f"Saved {stem}.json and .md{note}", title="Saved")
@@ -253,8 +254,8 @@ class ChatScreen(Screen[None]):
             stem = self._stem("metrics")
             export_metrics(self.metrics, Path(f"{stem}.csv"))
             export_metrics(self.metrics, Path(f"{stem}.json"))
-        except OSError as exc:
-            self.notify(f"Cannot export: {exc.strerror or exc}", severity="error")
+        except (OSError, LocalAIError) as exc:
+            self.notify(f"Cannot export: {getattr(exc, 'strerror', None) or exc}", severity="error")
             return
         self.notify(f"Exported {stem}.csv and .json", title="Metrics")
 

@@ -82,6 +82,7 @@ def test_a_missing_gpu_provider_is_one_clear_error(onnx_package):
         localai.load(onnx_package("llama", "fp32"), device="cuda")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs onnxruntime-gpu and a CUDA device")
 def test_cuda_logits_match_cpu(onnx_package):
     tokens = zoo.random_tokens(40, 400, seed=4)

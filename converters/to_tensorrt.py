@@ -1,0 +1,206 @@
+"""TensorRT engines, built from the `portable` ONNX graph by TensorRT for RTX (or TensorRT).
+
+TensorRT for RTX builds ahead of time for named compute capabilities with no GPU in the machine, so this
+whole module runs on a CPU-only box. The network is strongly typed: it computes in the types the ONNX
+graph has (the portable fp16 graph stores fp16 weights and computes in float32; int4 dequantizes
+blockwise int4 weights). Two optimization profiles cover the two ways the chat engine calls a model:
+
+- `prefill`: 1..max_prefill new tokens on top of 0..max_context - 1 past tokens;
+- `decode`: exactly 1 new token on top of 0..max_context - 1 past tokens.
+
+The build runs in a child process (`child_main`): TensorRT aborts the whole
+process on some graphs it cannot compile (TensorRT for RTX 1.7 segfaults on `If`), and that must be a
+clear error here rather than a crash of `localai convert`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localai.errors import ConversionError
+
+ENGINE_FILE = "model.engine"
+CHILD = "import sys; from converters.to_tensorrt import child_main; sys.exit(child_main(sys.argv[1]))"
+QUANTS = ("fp16", "bf16", "int4", "fp8", "nvfp4")
+ONNX_QUANT = {"fp16": "fp16", "int4": "int4"}  # what the portable ONNX exporter writes for each
+MIN_CAPABILITY = {"bf16": 80, "fp8": 89, "nvfp4": 120}  # Ampere, Ada, Blackwell
+CAPABILITIES = (75, 80, 86, 89, 120, 121)  # the targets TensorRT for RTX 1.7 offers
+DEFAULT_CAPABILITIES = (86, 89, 120)  # RTX 30, 40 and 50 series
+DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT64": "int64", "INT32": "int32",
+          "INT8": "int8", "BOOL": "bool"}  # TensorRT's names -> the manifest's (ONNX-style) names
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What to build: precision, target GPUs and the shapes the profiles cover."""
+
+    quant: str
+    capabilities: tuple[int, ...]
+    max_context: int
+    max_prefill: int
+
+
+def check(quant: str | None, capabilities: list[int] | None, max_context: int | None, max_prefill: int | None,
+          context_length: int) -> EngineSettings:
+    """The settings, after refusing what the named targets cannot run or this version cannot build."""
+    from localai import tensorrt_lib
+
+    if tensorrt_lib.installed() is None:
+        raise ConversionError(f"TensorRT is not installed: {tensorrt_lib.INSTALL_HINT}")
+    quant = (quant or "fp16").lower()
+    if quant not in QUANTS:
+        raise ConversionError(f"unknown TensorRT precision {quant!r}; choose from {', '.join(QUANTS)}")
+    targets = tuple(sorted(set(capabilities or DEFAULT_CAPABILITIES)))
+    unknown = [c for c in targets if c not in CAPABILITIES]
+    if unknown:
+        raise ConversionError(f"unknown compute capability {_cc(unknown[0])}; TensorRT for RTX targets "
+                              f"{', '.join(_cc(c) for c in CAPABILITIES)}")
+    need = MIN_CAPABILITY.get(quant)
+    too_old = [c for c in targets if need is not None and c < need]
+    if need is not None and too_old:
+        raise ConversionError(f"{quant} needs compute capability {_cc(need)} or newer; "
+                              f"{', '.join(_cc(c) for c in too_old)} cannot run it (choose targets with "
+                              "--compute-capability)")
+    if quant not in ONNX_QUANT:
+        raise ConversionError(f"TensorRT {quant} is not available yet: the portable ONNX graph it is built from "
+                              f"has {' and '.join(ONNX_QUANT)} weights only")
+    context = max_context or min(4096, context_length)
+    prefill = max_prefill or min(1024, context)
+    if context < 2 or not 1 <= prefill <= context:
+        raise ConversionError(f"need 2 <= --max-context and 1 <= --max-prefill <= --max-context "
+                              f"(got {context} and {prefill})")
+    return EngineSettings(quant, targets, context, prefill)
+
+
+def _cc(capability: int) -> str:
+    return f"{capability // 10}.{capability % 10}"
+
+
+def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings,
+                 graph_inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build the engine of `onnx_path` into `engine_path` in a child process; return its description for the
+    manifest (library, version, targets, profiles, I/O tensors)."""
+    job = json.dumps({"onnx": str(onnx_path), "engine": str(engine_path), "settings": settings.__dict__,
+                      "inputs": graph_inputs})
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        # not `-m converters.to_tensorrt`: the package imports this module first, and runpy warns about that
+        child = subprocess.run([sys.executable, "-c", CHILD, job], stdout=subprocess.PIPE, stderr=log, text=True,
+                               check=False)
+        log.seek(0)
+        errors = log.read()
+    last = next((line for line in reversed(child.stdout.splitlines()) if line.startswith("{")), None)
+    message = json.loads(last) if last else {}
+    if child.returncode == 0 and "engine" in message:
+        return message["engine"]
+    if "error" in message:
+        raise ConversionError(message["error"])
+    detail = errors.strip().splitlines()[-1] if errors.strip() else "no message"
+    how = f"signal {-child.returncode}" if child.returncode < 0 else f"status {child.returncode}"
+    raise ConversionError(f"TensorRT crashed building the engine ({how}: {detail}); the graph holds something "
+                          "this TensorRT cannot compile")
+
+
+# --- the child process -------------------------------------------------------------------------------
+
+
+def _profile_shapes(spec: dict[str, Any], settings: EngineSettings, prefill: bool) -> tuple[list[int], ...]:
+    """(min, opt, max) of one input under the prefill or decode profile; batch is 1."""
+    new = (1, min(64, settings.max_prefill), settings.max_prefill) if prefill else (1, 1, 1)
+    past = (0, settings.max_context // 2, settings.max_context - 1)
+    shapes: tuple[list[int], ...] = ([], [], [])
+    for dim in spec["shape"]:
+        values = {"batch": (1, 1, 1), "sequence": new, "past_sequence": past}.get(dim, (dim, dim, dim))
+        for shape, value in zip(shapes, values, strict=True):
+            shape.append(int(value))
+    return shapes
+
+
+def _build(job: dict[str, Any]) -> dict[str, Any]:
+    from localai import tensorrt_lib
+
+    trt = tensorrt_lib.load()
+    settings = EngineSettings(**{**job["settings"], "capabilities": tuple(job["settings"]["capabilities"])})
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(job["onnx"]):
+        error = parser.get_error(0)
+        raise ConversionError(f"TensorRT cannot parse the ONNX graph: node {error.node_name() or '?'} "
+                              f"({error.node_operator() or '?'}): {error.desc()}")
+    config = builder.create_builder_config()
+    if tensorrt_lib.targets_other_gpus(trt):
+        config.num_compute_capabilities = len(settings.capabilities)
+        for i, capability in enumerate(settings.capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, f"SM{capability}"), i)
+    specs = {spec["name"]: spec for spec in job["inputs"]}
+    profiles: list[dict[str, Any]] = []
+    for name, prefill in (("prefill", True), ("decode", False)):
+        profile = builder.create_optimization_profile()
+        ranges: dict[str, list[list[int]]] = {}
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            if tensor.is_shape_tensor:  # logits_to_keep: a value, not a shape
+                keep = [1, 1, settings.max_prefill if prefill else 1]
+                profile.set_shape_input(tensor.name, [keep[0]], [keep[1]], [keep[2]])
+                ranges[tensor.name] = [[v] for v in keep]
+                continue
+            shapes = _profile_shapes(specs[tensor.name], settings, prefill)
+            profile.set_shape(tensor.name, *shapes)
+            ranges[tensor.name] = [list(s) for s in shapes]
+        config.add_optimization_profile(profile)
+        profiles.append({"name": name, "shapes": ranges})
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ConversionError(f"TensorRT could not build the engine: {logger.last_error or 'no reason given'}")
+    Path(job["engine"]).write_bytes(serialized)
+    io = []
+    for tensors, mode in ((network.get_input, "input"), (network.get_output, "output")):
+        count = network.num_inputs if mode == "input" else network.num_outputs
+        for i in range(count):
+            tensor = tensors(i)
+            io.append({"name": tensor.name, "mode": mode, "dtype": DTYPES.get(tensor.dtype.name, tensor.dtype.name),
+                       "shape": list(tensor.shape)})
+    return {"library": trt.__name__, "version": trt.__version__,
+            "compute_capabilities": [_cc(c) for c in settings.capabilities] if tensorrt_lib.targets_other_gpus(trt)
+            else ["this machine's GPU"],
+            "precision": settings.quant, "max_context": settings.max_context, "max_prefill": settings.max_prefill,
+            "profiles": profiles, "io": io, "build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _logger(trt: Any) -> Any:
+    """A TensorRT logger keeping the last error for the message; the rest of the log (verbose and
+    repetitive) is dropped."""
+
+    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.last_error: str | None = None
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.last_error = " ".join(msg.split())
+
+    return Logger()
+
+
+def child_main(job_text: str) -> int:
+    """The build process: one JSON line on stdout, the engine's description or the error."""
+    from localai.errors import LocalAIError
+
+    try:
+        description = _build(json.loads(job_text))
+    except LocalAIError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        return 1
+    print(json.dumps({"engine": description}), flush=True)
+    return 0
+

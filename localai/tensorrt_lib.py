@@ -1,0 +1,38 @@
+"""The TensorRT Python module: TensorRT for RTX (`tensorrt_rtx`, RTX GPUs; builds engines ahead of time
+with no GPU at all) or NVIDIA's standard `tensorrt` (data-centre GPUs; builds for the GPU it runs on).
+
+Both expose the same builder, network, ONNX parser and optimization-profile API; the only difference
+localai relies on is that TensorRT for RTX can target compute capabilities other than the local GPU's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from localai.errors import LocalAIError
+
+MODULES = ("tensorrt_rtx", "tensorrt")
+INSTALL_HINT = "pip install 'localai[tensorrt]' (TensorRT for RTX), or NVIDIA's tensorrt package"
+
+
+def load() -> ModuleType:
+    """The first TensorRT module installed, in the order of MODULES."""
+    for name in MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise LocalAIError(f"TensorRT is not installed: {INSTALL_HINT}")
+
+
+def installed() -> str | None:
+    """The name of the TensorRT module `load()` would return, found without importing it (it is large)."""
+    return next((name for name in MODULES if importlib.util.find_spec(name) is not None), None)
+
+
+def targets_other_gpus(trt: ModuleType) -> bool:
+    """Whether this TensorRT can build for chosen compute capabilities (TensorRT for RTX) rather than only
+    for the GPU of this machine."""
+    return hasattr(trt, "ComputeCapability")
