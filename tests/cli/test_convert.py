@@ -179,8 +179,10 @@ def test_interrupt_mid_conversion_leaves_nothing(sig, to, quant, tmp_path):
     folder = write_random_nemotron_h(tmp_path / "ckpt", hidden_size=512, hybrid_override_pattern="M*-M-M-M-M-M-",
                                      intermediate_size=2048, mamba_head_dim=128)
     home = tmp_path / "home"
+    # a shell starts background jobs with SIGINT ignored, and the child would inherit that: give it the default
     proc = subprocess.Popen([sys.executable, "-m", "localai.cli", "convert", str(folder), "--to", to, "--quant", quant],
-                            env={**os.environ, "LOCALAI_HOME": str(home)}, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, "LOCALAI_HOME": str(home)}, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     store = home / "models"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (store.exists() and any(store.iterdir())):
