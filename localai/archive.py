@@ -15,14 +15,13 @@ renamed into place. Anything wrong refuses the whole archive and installs nothin
 from __future__ import annotations
 
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from localai import integrity, store
 from localai.errors import PackageError
+from localai.files import replaced_atomically
 from localai.package import MANIFEST_NAME, Manifest, Package, staged_directory, write_manifest
 
 MAX_MANIFEST_BYTES = 16 * 2**20
@@ -41,26 +40,10 @@ def export(package: Package, output: Path, on_read: Callable[[int], None] | None
     if output.is_dir():
         output = output / f"{package.manifest.name}.tar"
     top = package.manifest.name
-    try:
-        fd, temp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise PackageError(f"cannot write into {output.parent}: {exc.strerror or exc}") from exc
-    try:
-        with tarfile.open(temp, "w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(package.root / MANIFEST_NAME, f"{top}/{MANIFEST_NAME}", recursive=False, filter=_plain)
-            for artifact in package.manifest.artifacts:
-                tar.add(package.path_of(artifact), f"{top}/{artifact.path}", recursive=False, filter=_plain)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private; an export is an ordinary file
-        os.replace(temp, output)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise PackageError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(output) as temp, tarfile.open(temp, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(package.root / MANIFEST_NAME, f"{top}/{MANIFEST_NAME}", recursive=False, filter=_plain)
+        for artifact in package.manifest.artifacts:
+            tar.add(package.path_of(artifact), f"{top}/{artifact.path}", recursive=False, filter=_plain)
     return output
 
 

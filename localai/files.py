@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from localai.errors import LocalAIError
@@ -23,10 +25,11 @@ def check_writable(path: Path, what: str) -> Path:
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, renamed into place at the end.
-    A replaced file keeps its permissions; a symbolic link keeps pointing where it did (its target is
-    what gets replaced)."""
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder to write; when the block ends without error it is renamed over
+    `path`, and on any error (Ctrl-C included) it is deleted. A replaced file keeps its permissions (a new
+    one gets the umask's); a symbolic link keeps pointing where it did (its target is what gets replaced)."""
     path = Path(os.path.realpath(Path(path).expanduser()))
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -35,20 +38,27 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     except OSError as exc:
         raise LocalAIError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    temp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
+        yield temp
         os.chmod(temp, mode)
         os.replace(temp, path)
     except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise LocalAIError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that it is either the old file or the whole new one (see replaced_atomically)."""
+    with replaced_atomically(path) as temp:
+        temp.write_text(text, encoding="utf-8", newline="")
 
 
 def append_lines(path: Path, lines: list[str]) -> None:
