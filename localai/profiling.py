@@ -46,22 +46,18 @@ def machine_description(threads: int | None = None) -> dict[str, Any]:
     from localai.backends.base import default_threads
 
     nvml = _nvml()
-    gpus: list[str] = []
-    driver = None
-    if nvml is not None:
-        try:
-            gpus = [str(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
-                    for i in range(nvml.nvmlDeviceGetCount())]
-            driver = str(nvml.nvmlSystemGetDriverVersion())
-        except Exception:
-            gpus = []
+    gpus = nvidia_gpus() or []
+    try:
+        driver = str(nvml.nvmlSystemGetDriverVersion()) if gpus else None
+    except Exception:
+        driver = None
     return {
         "cpu": _cpu_name(),
         "cpu_cores": psutil.cpu_count(logical=False),
         "cpu_threads": psutil.cpu_count(logical=True),
         "threads": threads or default_threads(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpus": gpus,
+        "gpus": [name for name, _ in gpus],
         "gpu_driver": driver,
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -111,6 +107,22 @@ def gpu_memory_used_bytes() -> int | None:
                    for i in range(nvml.nvmlDeviceGetCount()))
     except Exception:
         return None
+
+
+def nvidia_gpus() -> list[tuple[str, int]] | None:
+    """(name, compute capability as 89) of every NVIDIA GPU, or None where NVML is unavailable (no driver)."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    found = []
+    try:
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+            found.append((str(nvml.nvmlDeviceGetName(handle)), major * 10 + minor))
+    except Exception:  # NVML present but failing: as good as no driver
+        return None
+    return found
 
 
 def process_gpu_memory_bytes() -> int | None:

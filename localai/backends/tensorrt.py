@@ -11,23 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from localai import profiling
 from localai.errors import BackendError, PackageError
 from localai.package import Package
-
-
-def gpus() -> list[tuple[str, int]]:
-    """(name, compute capability as 89) of every NVIDIA GPU, from NVML; raises BackendError without a driver."""
-    from localai.profiling import _nvml
-
-    nvml = _nvml()
-    if nvml is None:
-        raise BackendError("no NVIDIA driver found (NVML is unavailable): TensorRT engines need an NVIDIA GPU")
-    found = []
-    for i in range(nvml.nvmlDeviceGetCount()):
-        handle = nvml.nvmlDeviceGetHandleByIndex(i)
-        major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
-        found.append((str(nvml.nvmlDeviceGetName(handle)), major * 10 + minor))
-    return found
 
 
 class TensorRTBackend:
@@ -45,7 +31,9 @@ class TensorRTBackend:
         except PackageError as exc:
             raise BackendError(f"{path.name} is not inside a localai TensorRT package: {exc}") from exc
         targets = [int(cc.replace(".", "")) for cc in engine.get("compute_capabilities", []) if cc[0].isdigit()]
-        found = gpus()
+        found = profiling.nvidia_gpus()
+        if found is None:
+            raise BackendError("no NVIDIA driver found (NVML is unavailable): TensorRT engines need an NVIDIA GPU")
         if not found:
             raise BackendError("no NVIDIA GPU found: TensorRT engines run on NVIDIA GPUs only")
         name, capability = found[0]

@@ -18,10 +18,9 @@ MAX_CONTEXT, MAX_PREFILL = 256, 64
 
 
 def _has_nvidia_gpu() -> bool:
-    from localai.profiling import _nvml
+    from localai.profiling import nvidia_gpus
 
-    nvml = _nvml()
-    return nvml is not None and nvml.nvmlDeviceGetCount() > 0
+    return bool(nvidia_gpus())
 
 
 GPU = pytest.mark.skipif(not _has_nvidia_gpu(), reason="running a TensorRT engine needs an NVIDIA GPU")
@@ -129,7 +128,7 @@ def test_loading_an_engine_without_a_gpu_says_what_is_missing(engine_package, cl
 
 def test_a_gpu_the_engine_was_not_built_for_is_named(engine_package, monkeypatch):
     """The GPU is what cannot exist here: NVML's answer is replaced, the rest is the real code."""
-    monkeypatch.setattr("localai.backends.tensorrt.gpus", lambda: [("NVIDIA GeForce RTX 3080", 86)])
+    monkeypatch.setattr("localai.profiling.nvidia_gpus", lambda: [("NVIDIA GeForce RTX 3080", 86)])
     with pytest.raises(localai.errors.BackendError, match=r"RTX 3080, compute capability 8\.6\) is not among the "
                                                           r"engine's targets \(8\.9\).*--compute-capability 86"):
         localai.load(engine_package("llama", "fp16"))
