@@ -66,7 +66,7 @@ def convert(
 
     `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type), "onnx" (`quant` fp32
     (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4) or
-    "tensorrt" (`quant` fp16 (default) or int4 for now; `compute_capabilities` as 86, 89, ...; the
+    "tensorrt" (`quant` fp16 (default), bf16, int4, fp8; `compute_capabilities` as 86, 89, ...; the
     profiles' `max_context` and `max_prefill`)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")

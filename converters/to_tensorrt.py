@@ -2,11 +2,12 @@
 
 TensorRT for RTX builds ahead of time for named compute capabilities with no GPU in the machine, so this
 whole module runs on a CPU-only box. The network is strongly typed: it computes in the types the ONNX
-graph has (the portable fp16 graph stores fp16 weights and computes in float32; int4 dequantizes
-blockwise int4 weights). Two optimization profiles cover the two ways the chat engine calls a model:
+graph has (the portable fp16 graph stores fp16 weights and runs its matrix products in fp16; int4
+dequantizes blockwise int4 weights). Two optimization profiles cover the two ways the chat engine calls a model:
 
 - `prefill`: 1..max_prefill new tokens on top of 0..max_context - 1 past tokens;
-- `decode`: exactly 1 new token on top of 0..max_context - 1 past tokens.
+- `decode`: 1 new token (the fp16 range allows 2: see DECODE_MAX_TOKENS) on top of 0..max_context - 1 past
+  tokens.
 
 The build runs in a child process (`child_main`): TensorRT aborts the whole
 process on some graphs it cannot compile (TensorRT for RTX 1.7 segfaults on `If`), and that must be a
@@ -29,10 +30,15 @@ from localai.errors import ConversionError
 ENGINE_FILE = "model.engine"
 CHILD = "import sys; from converters.to_tensorrt import child_main; sys.exit(child_main(sys.argv[1]))"
 QUANTS = ("fp16", "bf16", "int4", "fp8", "nvfp4")
-ONNX_QUANT = {"fp16": "fp16", "int4": "int4"}  # what the portable ONNX exporter writes for each
+ONNX_QUANT = {"fp16": "fp16", "bf16": "bf16", "int4": "int4", "fp8": "fp8"}  # the portable graph's weights
 MIN_CAPABILITY = {"bf16": 80, "fp8": 89, "nvfp4": 120}  # Ampere, Ada, Blackwell
 CAPABILITIES = (75, 80, 86, 89, 120, 121)  # the targets TensorRT for RTX 1.7 offers
 DEFAULT_CAPABILITIES = (86, 89, 120)  # RTX 30, 40 and 50 series
+# The decode profile's token range ends here, per precision: engine sizes measured with TensorRT for RTX 1.7 on
+# a 250M Nemotron-H. With a static token dimension (1..1) the fp16 engine keeps every weight twice (923 MB,
+# against 600 MB for 1..2; bf16 likewise on a one-MatMul graph), while the dequantizing types are smaller
+# static (int4 284 MB against 325 MB, fp8 349 MB against 388 MB).
+DECODE_MAX_TOKENS = {"fp16": 2, "bf16": 2, "int4": 1, "fp8": 1}
 DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT64": "int64", "INT32": "int32",
           "INT8": "int8", "BOOL": "bool"}  # TensorRT's names -> the manifest's (ONNX-style) names
 
@@ -70,7 +76,7 @@ def check(quant: str | None, capabilities: list[int] | None, max_context: int | 
                               "--compute-capability)")
     if quant not in ONNX_QUANT:
         raise ConversionError(f"TensorRT {quant} is not available yet: the portable ONNX graph it is built from "
-                              f"has {' and '.join(ONNX_QUANT)} weights only")
+                              f"has {', '.join(ONNX_QUANT)} weights only")
     context = max_context or min(4096, context_length)
     prefill = max_prefill or min(1024, context)
     if context < 2 or not 1 <= prefill <= context:
@@ -112,7 +118,9 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings,
 
 def _profile_shapes(spec: dict[str, Any], settings: EngineSettings, prefill: bool) -> tuple[list[int], ...]:
     """(min, opt, max) of one input under the prefill or decode profile; batch is 1."""
-    new = (1, min(64, settings.max_prefill), settings.max_prefill) if prefill else (1, 1, 1)
+    # the backend sends decode 1 token; the range may allow more (DECODE_MAX_TOKENS)
+    new = (1, min(64, settings.max_prefill), settings.max_prefill) if prefill else (
+        1, 1, DECODE_MAX_TOKENS[settings.quant])
     past = (0, settings.max_context // 2, settings.max_context - 1)
     shapes: tuple[list[int], ...] = ([], [], [])
     for dim in spec["shape"]:
@@ -127,7 +135,7 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
 
     trt = tensorrt_lib.load()
     settings = EngineSettings(**{**job["settings"], "capabilities": tuple(job["settings"]["capabilities"])})
-    logger = _logger(trt)
+    logger = tensorrt_lib.error_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -148,7 +156,7 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
             if tensor.is_shape_tensor:  # logits_to_keep: a value, not a shape
-                keep = [1, 1, settings.max_prefill if prefill else 1]
+                keep = [1, 1, settings.max_prefill if prefill else DECODE_MAX_TOKENS[settings.quant]]
                 profile.set_shape_input(tensor.name, [keep[0]], [keep[1]], [keep[2]])
                 ranges[tensor.name] = [[v] for v in keep]
                 continue
@@ -174,22 +182,6 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
             else ["this machine's GPU"],
             "precision": settings.quant, "max_context": settings.max_context, "max_prefill": settings.max_prefill,
             "profiles": profiles, "io": io, "build_seconds": round(time.perf_counter() - started, 2)}
-
-
-def _logger(trt: Any) -> Any:
-    """A TensorRT logger keeping the last error for the message; the rest of the log (verbose and
-    repetitive) is dropped."""
-
-    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.last_error: str | None = None
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.last_error = " ".join(msg.split())
-
-    return Logger()
 
 
 def child_main(job_text: str) -> int:

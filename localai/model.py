@@ -97,9 +97,10 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
          kv_cache: str | None = None, device: str = "auto", turn_snapshots: int = DEFAULT_SNAPSHOTS) -> Model:
     """Load `model`: a package folder, its manifest.json, a store name, or a bare .gguf file.
 
-    `n_ctx` defaults to the smaller of 4096 and the model's trained context: hybrid GGUFs declare 2^20
-    tokens, which must never be allocated. llama.cpp's attention cache (`kv_cache`) is float32 for float32
-    artifacts, which exist for exactness, and float16 otherwise; ONNX graphs keep float32 states.
+    `n_ctx` defaults to the smallest of 4096, the model's trained context (hybrid GGUFs declare 2^20
+    tokens, which must never be allocated) and a TensorRT engine's maximum. llama.cpp's attention cache
+    (`kv_cache`) is float32 for float32 artifacts, which exist for exactness, and float16 otherwise; ONNX
+    graphs and TensorRT engines keep their states in the graph's types.
     `device`: auto, cpu, cuda or tensorrt (what the backend and its installed runtime offer).
     `turn_snapshots`: backend states kept at chat turn boundaries so that the next turn processes only
     its new tokens (0 turns this off; see localai/turn_state.py).
@@ -109,7 +110,9 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     for part in package.manifest.artifacts:  # an ONNX graph's weights are a second file
         _check_present(package, part)
     path = package.path_of(artifact)
-    context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length)
+    # a TensorRT engine serves a context fixed when it was built
+    limit = package.manifest.graph.get("tensorrt", {}).get("max_context", DEFAULT_CONTEXT)
+    context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length, limit)
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
     if package.manifest.thinking is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import Any
 
 from localai.errors import LocalAIError
 
@@ -36,3 +37,19 @@ def targets_other_gpus(trt: ModuleType) -> bool:
     """Whether this TensorRT can build for chosen compute capabilities (TensorRT for RTX) rather than only
     for the GPU of this machine."""
     return hasattr(trt, "ComputeCapability")
+
+
+def error_logger(trt: ModuleType) -> Any:
+    """A TensorRT logger keeping the last error (`.last_error`) for a message of localai's; the rest of
+    TensorRT's log (verbose and repetitive) is dropped."""
+
+    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.last_error: str | None = None
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.last_error = " ".join(msg.split())
+
+    return Logger()

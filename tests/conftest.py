@@ -81,6 +81,26 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="session")
+def engine_package(tmp_path_factory: pytest.TempPathFactory,
+                   checkpoint: Callable[[str], Path]) -> Callable[[str, str], Path]:
+    """engine_package(name, quant) -> that checkpoint built into a TensorRT engine for compute capability 8.9
+    (on the CPU, by TensorRT for RTX), built on first use."""
+    from converters import convert
+
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(name: str, quant: str) -> Path:
+        if (name, quant) not in built:
+            out = tmp_path_factory.mktemp(f"trt-{name}-{quant}") / "package"
+            built[(name, quant)] = convert(str(checkpoint(name)), to="tensorrt", quant=quant, output=out,
+                                           compute_capabilities=[89], max_context=zoo.ENGINE_MAX_CONTEXT,
+                                           max_prefill=zoo.ENGINE_MAX_PREFILL).root
+        return built[(name, quant)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def demo_package(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
     """demo_package(to, quant) -> the bundled, trained demo model converted to `to` / `quant`, built once."""
     from converters import convert

@@ -17,6 +17,9 @@ from converters.vocab import GPT4O_REGEX, LLAMA3_REGEX, QWEN2_REGEX
 from localai.demo_model import save_tokenizer, train_tokenizer
 from localai.quality import kl_divergence
 
+# TensorRT engines the tests build: context and prefill limits small enough to build fast
+ENGINE_MAX_CONTEXT, ENGINE_MAX_PREFILL = 256, 64
+
 # A text that exercises pre-tokenizers: scripts, digits, whitespace runs, contractions, markers.
 MIXED_TEXT = (
     "Hello, wörld!  Ünïcödé 東京タワー and привет мир 🙂🚀\n\n\tTabs\t\tand   spaces   \r\n"

@@ -8,28 +8,23 @@ package's tokenizer.json.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
-from localai.backends.base import BackendState, checked_tokens, default_threads, guarded
+from localai.backends.base import BackendState, default_threads, guarded
+from localai.backends.graph import GraphBackend
+from localai.backends.hf_tokenizer import PackageTokenizer
 from localai.errors import BackendError, PackageError
 from localai.package import Package
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
 FALLBACK_ORDER = ("tensorrt", "cuda", "cpu")
-# token texts that end generation besides the declared end-of-sequence tokens: the set llama.cpp uses, so
-# that a model stops at the same token on either backend
-END_OF_TURN_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-                     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-                     "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-                     "<｜end▁of▁sentence｜>", "[e~[")
+_registered: set[str] = set()
 
 
 def providers_for(device: str) -> list[str]:
@@ -42,20 +37,48 @@ def providers_for(device: str) -> list[str]:
     if device not in PROVIDERS:
         raise BackendError(f"unknown device {device!r}; choose from auto, {', '.join(PROVIDERS)}")
     if PROVIDERS[device] not in available:
-        hint = " (install onnxruntime-gpu)" if device != "cpu" else ""
-        raise BackendError(f"this onnxruntime has no {device} support{hint}; it offers "
+        hint = {"cuda": " (install onnxruntime-gpu)",
+                "tensorrt": " (install onnxruntime-ep-nv-tensorrt-rtx for RTX GPUs, or onnxruntime-gpu)"}
+        raise BackendError(f"this onnxruntime has no {device} support{hint.get(device, '')}; it offers "
                            f"{', '.join(p.removesuffix('ExecutionProvider') for p in available)}")
     # the asked-for provider first; the ones after it take the operators it lacks
     return [PROVIDERS[d] for d in FALLBACK_ORDER[FALLBACK_ORDER.index(device):] if PROVIDERS[d] in available]
 
 
-class OnnxRuntimeBackend:
+def tensorrt_rtx_plugin() -> tuple[str, str] | None:
+    """(execution provider name, library path) of ONNX Runtime's TensorRT for RTX plugin, if installed."""
+    try:
+        import onnxruntime_ep_nv_tensorrt_rtx as plugin
+    except ImportError:
+        return None
+    if not hasattr(plugin, "get_library_path"):  # a folder left behind by an uninstall
+        return None
+    return plugin.get_ep_name(), plugin.get_library_path()
+
+
+def plugin_devices(name: str, library: str) -> list[Any]:
+    """The GPUs a plugin execution provider offers, after registering its library with ONNX Runtime once."""
+    if name not in _registered:
+        try:
+            ort.register_execution_provider_library(name, library)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BackendError(f"onnxruntime cannot load its TensorRT for RTX plugin: "
+                               f"{_reason(exc)}") from exc
+        _registered.add(name)
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == name]
+    if not devices:
+        raise BackendError("onnxruntime's TensorRT for RTX plugin finds no NVIDIA GPU")
+    return devices
+
+
+class OnnxRuntimeBackend(GraphBackend):
     """An ONNX decoder graph in one ONNX Runtime session, holding one sequence's states."""
 
     name = "onnxruntime"
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f32",
                  device: str = "auto", n_batch: int = 512) -> None:
+        super().__init__()
         if n_ctx <= 0:
             raise BackendError(f"context size must be positive, got {n_ctx}")
         if kv_cache != "f32":
@@ -67,66 +90,34 @@ class OnnxRuntimeBackend:
         spec = manifest.graph
         if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")
-        self._tokenizer = _load_tokenizer(path.parent / "tokenizer.json")
-        self._bos = manifest.tokenizer.get("bos_token_id")
-        self._end_ids = _end_of_generation_ids(self._tokenizer, manifest.tokenizer)
-
         options = ort.SessionOptions()
         options.intra_op_num_threads = n_threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.providers = providers_for(device)
+        plugin = tensorrt_rtx_plugin() if device == "tensorrt" else None
+        if plugin is not None:
+            # the plugin takes what TensorRT compiles and the CPU the rest; states are bound in host memory,
+            # since this onnxruntime (CPU build + plugin) has no CUDA allocator for them
+            options.add_provider_for_devices(plugin_devices(*plugin), {})
+            self.providers = [plugin[0], PROVIDERS["cpu"]]
+        else:
+            self.providers = providers_for(device)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=self.providers)
+            self._session = ort.InferenceSession(str(path), options,
+                                                 providers=None if plugin else self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types for every load failure
-            raise BackendError(f"onnxruntime cannot load {path.name}: {str(exc).strip().splitlines()[0]}") from exc
-        self.device = next(d for d, p in PROVIDERS.items() if p == self._session.get_providers()[0])
-        self._device = "cpu" if self.device == "cpu" else "cuda"  # where OrtValues live
-        self._lock = threading.RLock()
-        self._closed = False
+            raise BackendError(f"onnxruntime cannot load {path.name}: {_reason(exc)}") from exc
+        first = self._session.get_providers()[0]
+        self.device = "tensorrt" if plugin else next(d for d, p in PROVIDERS.items() if p == first)
+        self._device = "cpu" if plugin or self.device == "cpu" else "cuda"  # where OrtValues live
         self.n_ctx = n_ctx
         self.n_vocab = int(next(o for o in spec["outputs"] if o["name"] == "logits")["shape"][-1])
         self._n_batch = n_batch
         self._state_inputs = [i for i in spec["inputs"] if i["name"].startswith("past.")]
         self._output_names = [o.name for o in self._session.get_outputs()]
-        self._token_bytes = _token_bytes_table(self._tokenizer, self.n_vocab)
+        self._tokenizer = PackageTokenizer(path.parent, manifest.tokenizer, self.n_vocab)
         self._states: dict[str, ort.OrtValue] = {}
         self._n_past = 0
-        self._reset_states()
-
-    @property
-    def n_past(self) -> int:
-        return self._n_past
-
-    @guarded
-    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
-        # without `special`, control-token texts are plain text, as in llama.cpp
-        self._tokenizer.encode_special_tokens = not special
-        ids = self._tokenizer.encode(text, add_special_tokens=False).ids
-        return [int(self._bos), *ids] if add_bos and self._bos is not None else ids
-
-    @guarded
-    def token_bytes(self, token: int) -> bytes:
-        checked_tokens([token], n_vocab=self.n_vocab)
-        return self._token_bytes[token]
-
-    @guarded
-    def is_end_of_generation(self, token: int) -> bool:
-        return token in self._end_ids
-
-    @guarded
-    def eval(self, tokens: Sequence[int]) -> np.ndarray:
-        if not tokens:
-            raise BackendError("eval() needs at least one token")
-        return self._run(tokens, all_logits=False)[-1]
-
-    @guarded
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        self._reset_states()
-        return self._run(tokens, all_logits=True)
-
-    @guarded
-    def reset(self) -> None:
         self._reset_states()
 
     @guarded
@@ -157,70 +148,31 @@ class OnnxRuntimeBackend:
             for spec in self._state_inputs}
         self._n_past = 0
 
-    def _run(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
-        tokens = checked_tokens(tokens, n_vocab=self.n_vocab, n_past=self._n_past, n_ctx=self.n_ctx)
-        rows = []
-        for start in range(0, len(tokens), self._n_batch):
-            chunk = tokens[start : start + self._n_batch]
-            binding = self._session.io_binding()
-            binding.bind_cpu_input("input_ids", np.asarray([chunk], np.int64))
-            binding.bind_cpu_input("logits_to_keep", np.asarray(len(chunk) if all_logits else 1, np.int64))
-            for name, value in self._states.items():
-                binding.bind_ortvalue_input(name, value)
-            for name in self._output_names:
-                binding.bind_output(name, "cpu" if name == "logits" else self._device)
-            try:
-                self._session.run_with_iobinding(binding)
-            except Exception as exc:  # onnxruntime's own exception types
-                raise BackendError(f"onnxruntime failed: {str(exc).strip().splitlines()[0]}") from exc
-            outputs = dict(zip(self._output_names, binding.get_outputs(), strict=True))
-            self._states = {name: outputs[name.replace("past.", "present.", 1)] for name in self._states}
-            self._n_past += len(chunk)
-            rows.append(np.array(outputs["logits"].numpy()[0]))  # a copy: .numpy() views ORT's buffer
-        return np.concatenate(rows) if all_logits else rows[-1]
+    def _step(self, chunk: list[int], *, keep: int) -> np.ndarray:
+        binding = self._session.io_binding()
+        binding.bind_cpu_input("input_ids", np.asarray([chunk], np.int64))
+        binding.bind_cpu_input("logits_to_keep", np.asarray(keep, np.int64))
+        for name, value in self._states.items():
+            binding.bind_ortvalue_input(name, value)
+        for name in self._output_names:
+            binding.bind_output(name, "cpu" if name == "logits" else self._device)
+        try:
+            self._session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BackendError(f"onnxruntime failed: {_reason(exc)}") from exc
+        outputs = dict(zip(self._output_names, binding.get_outputs(), strict=True))
+        self._states = {name: outputs[name.replace("past.", "present.", 1)] for name in self._states}
+        self._n_past += len(chunk)
+        return np.array(outputs["logits"].numpy()[0])  # a copy: .numpy() views ORT's buffer
 
+
+def _reason(exc: Exception) -> str:
+    """The first line of an onnxruntime error, without its "[ONNXRuntimeError] : 1 : FAIL : " prefix."""
+    text = str(exc).strip()
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text.splitlines()[0]) if text else type(exc).__name__
 
 
 def _concrete(dim: Any) -> int:
     """A state's starting size: one sequence, no past tokens."""
     return int(dim) if isinstance(dim, int) else (1 if dim == "batch" else 0)
 
-
-def _load_tokenizer(path: Path) -> Tokenizer:
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception on malformed files
-        raise BackendError(f"cannot read {path}: {exc}") from exc
-
-
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet: the printable character standing for each byte, reversed."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    codes, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, codes, strict=True)}
-
-
-def _token_bytes_table(tok: Tokenizer, n_vocab: int) -> list[bytes]:
-    """The raw bytes of every token id: added tokens are their text, the rest byte-level symbols."""
-    decoder = _byte_decoder()
-    added = {i: t.content for i, t in tok.get_added_tokens_decoder().items()}
-    table = []
-    for token_id in range(n_vocab):
-        if token_id in added:
-            table.append(added[token_id].encode("utf-8"))
-            continue
-        piece = tok.id_to_token(token_id)  # None for ids the embedding pads beyond the vocabulary
-        table.append(bytes(decoder[ch] for ch in piece) if piece is not None and all(
-            ch in decoder for ch in piece) else (piece or "").encode("utf-8"))
-    return table
-
-
-def _end_of_generation_ids(tok: Tokenizer, summary: dict[str, Any]) -> frozenset[int]:
-    ids = {summary.get("eos_token_id"), *summary.get("eos_token_ids", [])}
-    ids |= {tok.token_to_id(text) for text in END_OF_TURN_TEXTS}
-    return frozenset(int(i) for i in ids if i is not None)

@@ -44,7 +44,8 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
     p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="where an ONNX model runs (auto: CUDA if onnxruntime has it, else CPU)")
+                   help="where an ONNX model runs (auto: CUDA if onnxruntime has it, else CPU; tensorrt: onnxruntime's "
+                        "TensorRT for RTX plugin or TensorRT provider); TensorRT engines run on the GPU")
 
 
 def generation_settings(args: argparse.Namespace) -> dict[str, Any]:

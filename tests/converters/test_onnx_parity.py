@@ -9,17 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx.reference import ReferenceEvaluator
 
 import localai
+from localai.package import Package
 from tests import zoo
 
 MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2"]
 CHUNK = 16
 LENGTHS = [1, 7, CHUNK - 1, CHUNK + 1, 3 * CHUNK]
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-# the portable flavour (TensorRT's input) has no `If`: Mamba2 takes the chunked scan for one token too
-VARIANTS = [("fp32", "ort"), ("fp16", "ort"), ("fp32", "portable")]
+# the portable flavour (TensorRT's input) has no `If`: Mamba2 takes the chunked scan for one token too; its
+# fp16 computes matrix products in float16
+VARIANTS = [("fp32", "ort"), ("fp16", "ort"), ("fp32", "portable"), ("fp16", "portable")]
 
 
 @pytest.mark.parametrize(("quant", "flavor"), VARIANTS)
@@ -54,6 +58,51 @@ def test_incremental_logits_match_transformers(name, quant, flavor, onnx_package
     assert backend.n_past == len(tokens)
     model.close()
     assert worst <= TOLERANCE[quant]
+
+
+def _rounded_logits(package: Path, tokens: list[int]) -> np.ndarray:
+    """Logits of a package's graph run by onnx's reference evaluator (numpy): it computes in the graph's
+    types, rounding to float16, bfloat16 or float8 where the graph says so."""
+    graph = onnx.load(str(package / "model.onnx"))
+    specs = Package.open(package).manifest.graph["inputs"]
+    feeds = {"input_ids": np.asarray([tokens], np.int64), "logits_to_keep": np.asarray(len(tokens), np.int64)}
+    for spec in (s for s in specs if s["name"].startswith("past.")):
+        feeds[spec["name"]] = np.zeros([d if isinstance(d, int) else int(d == "batch") for d in spec["shape"]],
+                                       np.float32)
+    return ReferenceEvaluator(graph).run(["logits"], feeds)[0][0]
+
+
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "qwen3"])
+def test_portable_fp16_computes_in_float16_within_tolerance(name, onnx_package, checkpoint, reference):
+    """The portable fp16 graph's matrix products take float16 activations. ONNX Runtime's CPU provider drops
+    a Cast to float16 and back (so the runs above compute in float32); the reference evaluator rounds as a
+    float16 engine does, and must stay within the fp16 tolerance of transformers."""
+    package = onnx_package(name, "fp16", "portable")
+    tokens = zoo.random_tokens(48, 500, seed=48)
+    rounded = _rounded_logits(package, tokens)
+    model = localai.load(package, n_ctx=256)
+    assert np.abs(rounded - model.backend.logits(tokens)).max() > 0  # float16 really rounds here
+    model.close()
+    assert np.abs(rounded - zoo.reference_logits(reference(checkpoint(name)), tokens)).max() <= TOLERANCE["fp16"]
+
+
+# the GPU-only portable types (TensorRT bf16 and fp8 engines are built from them): regression bounds with
+# head-room over what was measured (docs/onnx-conversion.md)
+GPU_TYPE_KL_BOUND = {"bf16": 1e-4, "fp8": 5e-3}
+
+
+@pytest.mark.parametrize("quant", ["bf16", "fp8"])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "qwen3"])
+def test_portable_bf16_and_fp8_stay_within_their_kl_bounds(name, quant, onnx_package, checkpoint, reference):
+    tokens = zoo.random_tokens(48, 500, seed=48)
+    expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
+    kl = zoo.mean_kl(expected, _rounded_logits(onnx_package(name, quant, "portable"), tokens))
+    assert 0 < kl <= GPU_TYPE_KL_BOUND[quant]
+
+
+def test_bf16_and_fp8_graphs_are_portable_only(small_checkpoint, cli):
+    result = cli("convert", str(small_checkpoint), "--to", "onnx", "--quant", "fp8")
+    assert result.code == 1 and "fp8 ONNX graphs exist in the portable flavour only" in result.err
 
 
 def test_manifest_describes_every_state(onnx_package):

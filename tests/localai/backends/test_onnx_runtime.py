@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 
 import localai
-from localai.backends.onnx_runtime import providers_for
+from localai.backends.onnx_runtime import providers_for, tensorrt_rtx_plugin
 from localai.errors import BackendError
+from localai.profiling import nvidia_gpus
 from tests import zoo
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -80,6 +81,38 @@ def test_devices_resolve_to_installed_providers():
 def test_a_missing_gpu_provider_is_one_clear_error(onnx_package):
     with pytest.raises(BackendError, match="this onnxruntime has no cuda support \\(install onnxruntime-gpu\\)"):
         localai.load(onnx_package("llama", "fp32"), device="cuda")
+
+
+def test_tensorrt_without_a_plugin_or_provider_names_both(onnx_package, monkeypatch):
+    if "TensorrtExecutionProvider" in ort.get_available_providers():
+        pytest.skip("checks the message on an onnxruntime without TensorRT")
+    monkeypatch.setattr("localai.backends.onnx_runtime.tensorrt_rtx_plugin", lambda: None)
+    with pytest.raises(BackendError, match=r"no tensorrt support \(install onnxruntime-ep-nv-tensorrt-rtx for RTX "
+                                           r"GPUs, or onnxruntime-gpu\)"):
+        localai.load(onnx_package("llama", "fp32"), device="tensorrt")
+
+
+def test_a_plugin_onnxruntime_cannot_load_is_one_error(onnx_package, monkeypatch, tmp_path):
+    """onnxruntime's own registration, given a file that is no execution provider library (as the real plugin
+    is, without a CUDA driver: it cannot find libcuda.so.1)."""
+    library = tmp_path / "libonnxruntime_providers_nv_tensorrt_rtx.so"
+    library.write_bytes(b"not a library")
+    monkeypatch.setattr("localai.backends.onnx_runtime.tensorrt_rtx_plugin",
+                        lambda: ("NvTensorRTRTXExecutionProvider", str(library)))
+    with pytest.raises(BackendError, match=r"^onnxruntime cannot load its TensorRT for RTX plugin: Failed to load "
+                                           r"library .*libonnxruntime_providers_nv_tensorrt_rtx\.so"):
+        localai.load(onnx_package("llama", "fp32"), device="tensorrt")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(tensorrt_rtx_plugin() is None or not nvidia_gpus(),
+                    reason="needs onnxruntime-ep-nv-tensorrt-rtx and an NVIDIA GPU")
+def test_tensorrt_rtx_plugin_logits_match_cpu(onnx_package):
+    tokens = zoo.random_tokens(40, 400, seed=4)
+    cpu = localai.load(onnx_package("nemotron_h", "fp32", "portable"), device="cpu")
+    gpu = localai.load(onnx_package("nemotron_h", "fp32", "portable"), device="tensorrt")
+    assert gpu.backend.device == "tensorrt"
+    np.testing.assert_allclose(gpu.backend.logits(tokens), cpu.backend.logits(tokens), atol=1e-2)
 
 
 @pytest.mark.gpu
