@@ -66,7 +66,7 @@ def convert(
 
     `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type), "onnx" (`quant` fp32
     (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4) or
-    "tensorrt" (`quant` fp16 (default), bf16, int4, fp8; `compute_capabilities` as 86, 89, ...; the
+    "tensorrt" (`quant` fp16 (default), bf16, int4, fp8, nvfp4; `compute_capabilities` as 86, 89, ...; the
     profiles' `max_context` and `max_prefill`)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
@@ -180,8 +180,7 @@ def _write_engine(staging: Path, arch: ModuleType, args: object, ckpt: Checkpoin
     """The portable ONNX graph in a scratch folder of `staging`, then the engine built from it."""
     scratch = staging / ".onnx"
     scratch.mkdir()
-    graph = _write_onnx(scratch, arch, args, ckpt, to_tensorrt.ONNX_QUANT[engine.quant], "portable", block_size,
-                        progress)
+    graph = _write_onnx(scratch, arch, args, ckpt, engine.quant, "portable", block_size, progress)
     if progress:
         progress("building the TensorRT engine", 0, 1)
     graph["tensorrt"] = to_tensorrt.build_engine(scratch / to_onnx.MODEL_FILE, staging / to_tensorrt.ENGINE_FILE,

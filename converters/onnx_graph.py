@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 
 OPSET = 21  # blockwise DequantizeLinear with int4 weights needs 21
+FLOAT4_OPSET = 23  # float4 (e2m1) weights need 23
 MS_DOMAIN = "com.microsoft"
 # tensors this large are page-aligned in the data file so ONNX Runtime can map them instead of copying
 _PAGE, _PAGE_ALIGN_FROM, _EMBED_BELOW = 4096, 1 << 20, 1024
@@ -45,6 +46,7 @@ class Graph:
     outputs: list[ValueSpec] = field(default_factory=list)
     initializers: list[TensorProto] = field(default_factory=list)
     uses_ms_domain: bool = False
+    opset: int = OPSET
     _counter: int = 0
     _constants: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
@@ -128,7 +130,7 @@ class Graph:
 
         graph = helper.make_graph(self.nodes, "decoder", [value_info(s) for s in self.inputs],
                                   [value_info(s) for s in self.outputs], self.initializers)
-        opsets = [helper.make_opsetid("", OPSET)]
+        opsets = [helper.make_opsetid("", self.opset)]
         if self.uses_ms_domain:
             opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
         return helper.make_model(graph, opset_imports=opsets, producer_name="localai",

@@ -19,6 +19,9 @@ them; ONNX Runtime's CPU provider has no bfloat16 matrix product, and fp8 wants 
 - bf16: like the portable fp16, in bfloat16 (the checkpoint's own range: no float16 overflow check).
 - fp8: weight-only float8 e4m3 with a float16 scale per output channel (DequantizeLinear), products in
   float16; the embedding table in float16, the head in fp8 like the other matrices.
+- nvfp4: weight-only float4 e2m1 in blocks of 16 along the input dimension, each block's scale a float8
+  e4m3 value times one float32 scale per matrix (two DequantizeLinear, opset 23), products in float16;
+  the embedding table in float16, the head in fp8 (a 4-bit head costs too much accuracy, as for int4).
 """
 
 from __future__ import annotations
@@ -27,18 +30,20 @@ from dataclasses import dataclass, field
 
 import ml_dtypes
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from converters.checkpoint import Checkpoint
-from converters.onnx_graph import MS_DOMAIN, Graph
+from converters.onnx_graph import FLOAT4_OPSET, MS_DOMAIN, OPSET, Graph
 from converters.tensors import as_float16
 from localai.errors import ConversionError
 
 QUANTS = ("fp32", "fp16", "int8", "int4")
-ENGINE_QUANTS = ("bf16", "fp8")  # portable flavour only: graphs for GPU runtimes
-FP8_MAX = 448.0  # largest float8 e4m3 (fn) value
+ENGINE_QUANTS = ("bf16", "fp8", "nvfp4")  # portable flavour only: graphs for GPU runtimes
+FP8_MAX, FP4_MAX = 448.0, 6.0  # largest float8 e4m3 (fn) and float4 e2m1 values
+NVFP4_BLOCK = 16
 # the type of the matrix products of the portable float types
-PRODUCT_TYPES = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16, "fp8": TensorProto.FLOAT16}
+PRODUCT_TYPES = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16, "fp8": TensorProto.FLOAT16,
+                 "nvfp4": TensorProto.FLOAT16}
 FLAVORS = ("ort", "portable")
 DEFAULT_BLOCK = 32
 
@@ -116,10 +121,10 @@ class WeightFormat:
 
         int8 and int4 packages quantize the head to 8 bits (a 4-bit head costs too much accuracy): it is
         the largest matrix read for every generated token."""
-        if self.quant in ("int8", "int4", "fp8"):
+        if self.quant in ("int8", "int4", "fp8", "nvfp4"):
             weight = ckpt.load(name)
             try:
-                if self.quant == "fp8":
+                if self.quant in ("fp8", "nvfp4"):
                     return self._fp8_matmul(g, x, f"{name}.head", weight)
                 if self.flavor == "ort":
                     return self._matmul_nbits(g, x, f"{name}.head", weight, bits=8)
@@ -141,6 +146,8 @@ class WeightFormat:
         try:
             if self.quant == "fp8":
                 return self._fp8_matmul(g, x, name, weight)
+            if self.quant == "nvfp4":
+                return self._nvfp4_matmul(g, x, name, weight)
             if self.flavor == "ort":
                 return self._matmul_nbits(g, x, name, weight, self.bits)
             return self._dequantize_matmul(g, x, name, weight, self.bits)
@@ -157,6 +164,31 @@ class WeightFormat:
         dequantized = g.op("DequantizeLinear", g.weight(f"{name}.fp8", q), g.weight(f"{name}.scales", scales),
                            axis=1)
         return self._product(g, "MatMul", x, dequantized)
+
+    def _nvfp4_matmul(self, g: Graph, x: str, name: str, weight: np.ndarray) -> str:
+        """float4 e2m1 weights [K, N] in blocks of 16 along K; a block's scale is float8 e4m3 times one float32
+        scale of the matrix (NVIDIA's NVFP4); dequantized to float16 for a float16 product."""
+        n, k = weight.shape
+        if k % NVFP4_BLOCK:
+            raise ConversionError(f"nvfp4 needs input dimensions divisible by {NVFP4_BLOCK}; {name} has {k}")
+        w = np.ascontiguousarray(weight.T, dtype=np.float32)  # [K, N]
+        absmax = np.abs(w.reshape(k // NVFP4_BLOCK, NVFP4_BLOCK, n)).max(axis=1)  # [K / 16, N]
+        matrix_scale = np.float32(absmax.max() / (FP4_MAX * FP8_MAX) if absmax.max() > 0 else 1.0)
+        block_scales = (absmax / FP4_MAX / matrix_scale).astype(ml_dtypes.float8_e4m3fn)
+        effective = np.repeat(block_scales.astype(np.float32) * matrix_scale, NVFP4_BLOCK, axis=0)
+        values = np.divide(w, effective, out=np.zeros_like(w), where=effective > 0)
+        q = np.clip(values, -FP4_MAX, FP4_MAX).astype(ml_dtypes.float4_e2m1fn)
+        packed = np.frombuffer(numpy_helper.from_array(q).raw_data, np.uint8)  # two values a byte, as ONNX wants
+        scales = g.op("DequantizeLinear", g.weight(f"{name}.block_scales", block_scales),
+                      g.weight(f"{name}.scale", np.asarray(matrix_scale)))
+        dequantized = g.op("DequantizeLinear", g.packed_weight(f"{name}.fp4", packed, TensorProto.FLOAT4E2M1, (k, n)),
+                           g.op("Cast", scales, to=TensorProto.FLOAT16), axis=0, block_size=NVFP4_BLOCK)
+        return self._product(g, "MatMul", x, dequantized)
+
+    @property
+    def opset(self) -> int:
+        """The graph's ONNX opset: float4 weights need a newer one."""
+        return FLOAT4_OPSET if self.quant == "nvfp4" else OPSET
 
     @property
     def bits(self) -> int:

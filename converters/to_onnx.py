@@ -15,7 +15,7 @@ from typing import Any
 
 from converters import onnx_quant
 from converters.checkpoint import Checkpoint
-from converters.onnx_graph import OPSET, Graph, save
+from converters.onnx_graph import Graph, save
 from converters.onnx_layers import Decoder
 from localai.errors import ConversionError
 
@@ -27,14 +27,14 @@ def write_onnx(folder: Path, arch: ModuleType, args: Any, ckpt: Checkpoint, weig
                producer_version: str) -> dict[str, Any]:
     """Write model.onnx + model.onnx.data into `folder`; return the graph's description for the manifest."""
     with (folder / DATA_FILE).open("wb") as data:
-        graph = Graph(data, DATA_FILE)
+        graph = Graph(data, DATA_FILE, opset=weights.opset)
         arch.build_onnx(args, Decoder(graph, ckpt, weights), set(ckpt.tensors))
     try:
         save(graph.model(producer_version), folder / MODEL_FILE)
     except ValueError as exc:
         raise ConversionError(str(exc)) from exc
     return {
-        "opset": OPSET,
+        "opset": graph.opset,
         "flavor": weights.flavor,
         "block_size": weights.block_size if weights.quant in ("int8", "int4") else None,
         "inputs": [spec.to_dict() for spec in graph.inputs],

@@ -84,7 +84,7 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory,
 def engine_package(tmp_path_factory: pytest.TempPathFactory,
                    checkpoint: Callable[[str], Path]) -> Callable[[str, str], Path]:
     """engine_package(name, quant) -> that checkpoint built into a TensorRT engine for compute capability 8.9
-    (on the CPU, by TensorRT for RTX), built on first use."""
+    (nvfp4: 12.0) on the CPU by TensorRT for RTX, built on first use."""
     from converters import convert
 
     built: dict[tuple[str, str], Path] = {}
@@ -93,7 +93,8 @@ def engine_package(tmp_path_factory: pytest.TempPathFactory,
         if (name, quant) not in built:
             out = tmp_path_factory.mktemp(f"trt-{name}-{quant}") / "package"
             built[(name, quant)] = convert(str(checkpoint(name)), to="tensorrt", quant=quant, output=out,
-                                           compute_capabilities=[89], max_context=zoo.ENGINE_MAX_CONTEXT,
+                                           compute_capabilities=[120 if quant == "nvfp4" else 89],
+                                           max_context=zoo.ENGINE_MAX_CONTEXT,
                                            max_prefill=zoo.ENGINE_MAX_PREFILL).root
         return built[(name, quant)]
 

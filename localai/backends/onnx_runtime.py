@@ -24,6 +24,9 @@ from localai.package import Package
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
 FALLBACK_ORDER = ("tensorrt", "cuda", "cpu")
+# portable graph types ONNX Runtime's CPU provider has no kernels for
+GPU_ONLY_QUANTS = {"bf16": "onnxruntime's CPU provider has no bfloat16 matrix product",
+                   "nvfp4": "onnxruntime's CPU provider cannot dequantize float4"}
 _registered: set[str] = set()
 
 
@@ -102,6 +105,10 @@ class OnnxRuntimeBackend(GraphBackend):
             self.providers = [plugin[0], PROVIDERS["cpu"]]
         else:
             self.providers = providers_for(device)
+        quant = next((a.quant for a in manifest.artifacts if a.format == "onnx"), "")
+        if quant in GPU_ONLY_QUANTS and self.providers == [PROVIDERS["cpu"]]:
+            raise BackendError(f"this {quant} graph needs a GPU runtime ({GPU_ONLY_QUANTS[quant]}): run it with "
+                               "--device cuda or tensorrt, or convert with --quant fp16 or int4 for the CPU")
         try:
             self._session = ort.InferenceSession(str(path), options,
                                                  providers=None if plugin else self.providers)

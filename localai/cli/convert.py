@@ -14,8 +14,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("source", metavar="SRC", help="checkpoint folder, or repo id owner/name[@revision]")
     p.add_argument("--to", default="gguf", help="output format: gguf (default), onnx or tensorrt")
     p.add_argument("--quant", help="gguf: f32, f16 (default), bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); "
-                                   "onnx: fp32 (default), fp16, int8, int4; "
-                                   "tensorrt: fp16 (default), bf16 (8.0+), int4, fp8 (8.9+)")
+                                   "onnx: fp32 (default), fp16, int8, int4 (bf16, fp8, nvfp4: --flavor portable); "
+                                   "tensorrt: fp16 (default), bf16 (8.0+), int4, fp8 (8.9+), nvfp4 (12.0+)")
     p.add_argument("--flavor",
                    help="onnx: 'ort' (default; ONNX Runtime's MatMulNBits for int8/int4) or 'portable' "
                         "(standard operators only, for TensorRT)")

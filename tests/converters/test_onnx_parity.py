@@ -14,6 +14,9 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import localai
+from converters.onnx_graph import Graph
+from converters.onnx_quant import WeightFormat
+from localai.errors import ConversionError
 from localai.package import Package
 from tests import zoo
 
@@ -88,21 +91,28 @@ def test_portable_fp16_computes_in_float16_within_tolerance(name, onnx_package, 
 
 # the GPU-only portable types (TensorRT bf16 and fp8 engines are built from them): regression bounds with
 # head-room over what was measured (docs/onnx-conversion.md)
-GPU_TYPE_KL_BOUND = {"bf16": 1e-4, "fp8": 5e-3}
+GPU_TYPE_KL_BOUND = {"bf16": 1e-4, "fp8": 5e-3, "nvfp4": 5e-2}
 
 
-@pytest.mark.parametrize("quant", ["bf16", "fp8"])
+@pytest.mark.parametrize("quant", ["bf16", "fp8", "nvfp4"])
 @pytest.mark.parametrize("name", ["nemotron_h", "llama", "qwen3"])
-def test_portable_bf16_and_fp8_stay_within_their_kl_bounds(name, quant, onnx_package, checkpoint, reference):
+def test_portable_gpu_types_stay_within_their_kl_bounds(name, quant, onnx_package, checkpoint, reference):
     tokens = zoo.random_tokens(48, 500, seed=48)
     expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
     kl = zoo.mean_kl(expected, _rounded_logits(onnx_package(name, quant, "portable"), tokens))
     assert 0 < kl <= GPU_TYPE_KL_BOUND[quant]
 
 
-def test_bf16_and_fp8_graphs_are_portable_only(small_checkpoint, cli):
+def test_gpu_types_are_portable_only(small_checkpoint, cli):
     result = cli("convert", str(small_checkpoint), "--to", "onnx", "--quant", "fp8")
     assert result.code == 1 and "fp8 ONNX graphs exist in the portable flavour only" in result.err
+
+
+def test_nvfp4_refuses_matrices_its_blocks_do_not_divide(tmp_path):
+    with (tmp_path / "data").open("wb") as data:
+        weights = WeightFormat("nvfp4", "portable")
+        with pytest.raises(ConversionError, match="nvfp4 needs input dimensions divisible by 16; w has 24"):
+            weights._nvfp4_matmul(Graph(data, "data"), "x", "w", np.ones((8, 24), np.float32))
 
 
 def test_manifest_describes_every_state(onnx_package):

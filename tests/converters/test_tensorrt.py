@@ -26,7 +26,8 @@ def test_engines_build_on_the_cpu_and_the_manifest_describes_them(name, quant, e
     assert manifest["artifacts"][0]["format"] == "tensorrt"
     assert cli("verify", str(root)).code == 0  # the engine and tokenizer files match their hashes
     engine = manifest["graph"]["tensorrt"]
-    assert engine["library"] == "tensorrt_rtx" and engine["compute_capabilities"] == ["8.9"]
+    assert engine["library"] == "tensorrt_rtx"
+    assert engine["compute_capabilities"] == ["12.0" if quant == "nvfp4" else "8.9"]
     assert engine["precision"] == quant and (engine["max_context"], engine["max_prefill"]) == (MAX_CONTEXT,
                                                                                               MAX_PREFILL)
     # the network TensorRT compiled has exactly the I/O of the portable ONNX graph, in the same types
@@ -50,7 +51,6 @@ def test_engines_build_on_the_cpu_and_the_manifest_describes_them(name, quant, e
     (("--quant", "fp8", "--compute-capability", "86,89"), "fp8 needs compute capability 8.9 or newer; 8.6 cannot"),
     (("--quant", "nvfp4", "--compute-capability", "8.9"), "nvfp4 needs compute capability 12.0"),
     (("--quant", "bf16", "--compute-capability", "75"), "bf16 needs compute capability 8.0"),
-    (("--quant", "nvfp4", "--compute-capability", "120"), "TensorRT nvfp4 is not available yet"),
     (("--quant", "q4_k_m",), "unknown TensorRT precision"),
     (("--compute-capability", "70"), "unknown compute capability 7.0"),
     (("--max-context", "128", "--max-prefill", "256"), "--max-prefill <= --max-context"),

@@ -83,6 +83,12 @@ def test_a_missing_gpu_provider_is_one_clear_error(onnx_package):
         localai.load(onnx_package("llama", "fp32"), device="cuda")
 
 
+@pytest.mark.parametrize("quant", ["bf16", "nvfp4"])
+def test_gpu_only_graphs_are_refused_on_the_cpu_in_one_line(quant, onnx_package):
+    with pytest.raises(BackendError, match=f"^this {quant} graph needs a GPU runtime .*--device cuda or tensorrt"):
+        localai.load(onnx_package("llama", quant, "portable"), device="cpu")
+
+
 def test_tensorrt_without_a_plugin_or_provider_names_both(onnx_package, monkeypatch):
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("checks the message on an onnxruntime without TensorRT")
