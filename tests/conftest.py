@@ -82,21 +82,21 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(scope="session")
 def engine_package(tmp_path_factory: pytest.TempPathFactory,
-                   checkpoint: Callable[[str], Path]) -> Callable[[str, str], Path]:
-    """engine_package(name, quant) -> that checkpoint built into a TensorRT engine for compute capability 8.9
-    (nvfp4: 12.0) on the CPU by TensorRT for RTX, built on first use."""
+                   checkpoint: Callable[[str], Path]) -> Callable[..., Path]:
+    """engine_package(name, quant, capability=None) -> that checkpoint built into a TensorRT engine (on the CPU
+    by TensorRT for RTX) for `capability`, by default 8.9 (nvfp4: 12.0); built on first use."""
     from converters import convert
 
-    built: dict[tuple[str, str], Path] = {}
+    built: dict[tuple[str, str, int], Path] = {}
 
-    def get(name: str, quant: str) -> Path:
-        if (name, quant) not in built:
-            out = tmp_path_factory.mktemp(f"trt-{name}-{quant}") / "package"
-            built[(name, quant)] = convert(str(checkpoint(name)), to="tensorrt", quant=quant, output=out,
-                                           compute_capabilities=[120 if quant == "nvfp4" else 89],
-                                           max_context=zoo.ENGINE_MAX_CONTEXT,
-                                           max_prefill=zoo.ENGINE_MAX_PREFILL).root
-        return built[(name, quant)]
+    def get(name: str, quant: str, capability: int | None = None) -> Path:
+        target = capability or (120 if quant == "nvfp4" else 89)
+        if (name, quant, target) not in built:
+            out = tmp_path_factory.mktemp(f"trt-{name}-{quant}-{target}") / "package"
+            built[(name, quant, target)] = convert(str(checkpoint(name)), to="tensorrt", quant=quant, output=out,
+                                                   compute_capabilities=[target], max_context=zoo.ENGINE_MAX_CONTEXT,
+                                                   max_prefill=zoo.ENGINE_MAX_PREFILL).root
+        return built[(name, quant, target)]
 
     return get
 

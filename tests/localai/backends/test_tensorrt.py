@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import localai
+from converters import to_tensorrt
 from localai.backends import tensorrt
 from localai.backends.cuda_device import CudaDevice
 from localai.bench import BenchSettings, measure
@@ -27,7 +28,12 @@ from tests.localai.backends.fake_gpu import FakeContext, FakeEngine, HostMemory
 trt = pytest.importorskip("tensorrt_rtx", reason="the dev extra installs tensorrt-rtx")
 
 HAS_GPU = bool(nvidia_gpus())
-GPU = pytest.mark.skipif(not HAS_GPU, reason="running a TensorRT engine needs an NVIDIA GPU")
+LOCAL_CAPABILITY = nvidia_gpus()[0][1] if HAS_GPU else None  # type: ignore[index]
+GPU = pytest.mark.skipif(
+    LOCAL_CAPABILITY not in to_tensorrt.CAPABILITIES,
+    reason="running a TensorRT engine needs an NVIDIA GPU" if not HAS_GPU else
+    f"TensorRT for RTX cannot target this GPU (compute capability {LOCAL_CAPABILITY}; it targets RTX-class "
+    f"GPUs: {', '.join(map(str, to_tensorrt.CAPABILITIES))})")
 STAND_IN_GPU = ("NVIDIA GeForce RTX 4090 (stand-in)", 89)
 REAL_DESERIALIZE = tensorrt.deserialize
 TOLERANCE = 1e-4  # the same graph on the same runtime, in other chunks: float32 rounding only
@@ -211,13 +217,27 @@ def test_a_gpu_the_engine_was_not_built_for_is_named(engine_package, monkeypatch
 def test_engine_logits_match_onnx_fp32(name, engine_package, onnx_package):
     tokens = zoo.random_tokens(40, 500, seed=3)
     expected = localai.load(onnx_package(name, "fp32"), n_ctx=256).backend.logits(tokens)
-    fp16 = localai.load(engine_package(name, "fp16"), n_ctx=256, device="tensorrt")
+    fp16 = localai.load(engine_package(name, "fp16", LOCAL_CAPABILITY), n_ctx=256, device="tensorrt")
     assert np.abs(fp16.backend.logits(tokens) - expected).max() <= 2e-2
     fp16.backend.reset()
     incremental = [fp16.backend.eval(tokens[:20])] + [fp16.backend.eval([t]) for t in tokens[20:]]
     assert np.abs(np.stack(incremental) - expected[19:]).max() <= 2e-2
-    int4 = localai.load(engine_package(name, "int4"), n_ctx=256, device="tensorrt")
+    int4 = localai.load(engine_package(name, "int4", LOCAL_CAPABILITY), n_ctx=256, device="tensorrt")
     assert zoo.mean_kl(expected, int4.backend.logits(tokens)) <= 5e-2
+
+
+@pytest.mark.gpu
+@GPU
+@pytest.mark.parametrize(("quant", "bound"), [("bf16", 1e-4), ("fp8", 5e-3), ("nvfp4", 5e-2)])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama"])
+def test_gpu_type_engines_stay_within_their_kl_bounds(name, quant, bound, engine_package, onnx_package):
+    """The bounds of the graphs these engines are built from (tests/converters/test_onnx_parity.py)."""
+    if to_tensorrt.MIN_CAPABILITY[quant] > LOCAL_CAPABILITY:
+        pytest.skip(f"{quant} needs compute capability {to_tensorrt.MIN_CAPABILITY[quant]} or newer")
+    tokens = zoo.random_tokens(40, 500, seed=3)
+    expected = localai.load(onnx_package(name, "fp32"), n_ctx=256).backend.logits(tokens)
+    engine = localai.load(engine_package(name, quant, LOCAL_CAPABILITY), n_ctx=256, device="tensorrt")
+    assert zoo.mean_kl(expected, engine.backend.logits(tokens)) <= bound
 
 
 @pytest.mark.gpu
@@ -226,15 +246,15 @@ def test_engine_logits_match_onnx_fp32(name, engine_package, onnx_package):
 def test_engine_greedy_output_equals_onnx_fp32(name, engine_package, onnx_package, cli):
     runs = [json.loads(cli("run", str(p), "--prompt", "rivers and apples", "--raw", "--temperature", "0",
                            "--max-tokens", "32", "--json").out)["tokens"]
-            for p in (onnx_package(name, "fp32"), engine_package(name, "fp16"))]
+            for p in (onnx_package(name, "fp32"), engine_package(name, "fp16", LOCAL_CAPABILITY))]
     assert runs[0] == runs[1] and len(runs[0]) == 32
 
 
 @pytest.mark.gpu
 @GPU
 def test_bench_rows_for_an_engine(engine_package, cli):
-    result = cli("bench", str(engine_package("nemotron_h", "fp16")), "-p", "32", "-n", "16", "-r", "1",
-                 "--format", "json")
+    engine = engine_package("nemotron_h", "fp16", LOCAL_CAPABILITY)
+    result = cli("bench", str(engine), "-p", "32", "-n", "16", "-r", "1", "--format", "json")
     assert result.code == 0, result.err
     rows = json.loads(result.out)["results"]
     assert [r["backend"] for r in rows] == ["tensorrt", "tensorrt"] and all(r["gpu_mb"] > 0 for r in rows)
