@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localai import tensorrt_lib
 from localai.errors import ConversionError
 
 ENGINE_FILE = "model.engine"
@@ -32,7 +33,6 @@ CHILD = "import sys; from converters.to_tensorrt import child_main; sys.exit(chi
 QUANTS = ("fp16", "bf16", "int4", "fp8", "nvfp4")
 
 MIN_CAPABILITY = {"bf16": 80, "fp8": 89, "nvfp4": 120}  # Ampere, Ada, Blackwell
-CAPABILITIES = (75, 80, 86, 89, 120, 121)  # the targets TensorRT for RTX 1.7 offers
 DEFAULT_CAPABILITIES = (86, 89, 120)  # RTX 30, 40 and 50 series
 # The decode profile's token range ends here, per precision: engine sizes measured with TensorRT for RTX 1.7 on
 # a 250M Nemotron-H. With a static token dimension (1..1) the fp16 engine keeps every weight twice (923 MB,
@@ -56,18 +56,16 @@ class EngineSettings:
 def check(quant: str | None, capabilities: list[int] | None, max_context: int | None, max_prefill: int | None,
           context_length: int) -> EngineSettings:
     """The settings, after refusing what the named targets cannot run or this version cannot build."""
-    from localai import tensorrt_lib
-
     if tensorrt_lib.installed() is None:
         raise ConversionError(f"TensorRT is not installed: {tensorrt_lib.INSTALL_HINT}")
     quant = (quant or "fp16").lower()
     if quant not in QUANTS:
         raise ConversionError(f"unknown TensorRT precision {quant!r}; choose from {', '.join(QUANTS)}")
     targets = tuple(sorted(set(capabilities or DEFAULT_CAPABILITIES)))
-    unknown = [c for c in targets if c not in CAPABILITIES]
+    unknown = [c for c in targets if c not in tensorrt_lib.RTX_CAPABILITIES]
     if unknown:
         raise ConversionError(f"unknown compute capability {_cc(unknown[0])}; TensorRT for RTX targets "
-                              f"{', '.join(_cc(c) for c in CAPABILITIES)}")
+                              f"{', '.join(_cc(c) for c in tensorrt_lib.RTX_CAPABILITIES)}")
     need = MIN_CAPABILITY.get(quant)
     too_old = [c for c in targets if need is not None and c < need]
     if need is not None and too_old:
@@ -128,8 +126,6 @@ def _profile_shapes(spec: dict[str, Any], settings: EngineSettings, prefill: boo
 
 
 def _build(job: dict[str, Any]) -> dict[str, Any]:
-    from localai import tensorrt_lib
-
     trt = tensorrt_lib.load()
     settings = EngineSettings(**{**job["settings"], "capabilities": tuple(job["settings"]["capabilities"])})
     logger = tensorrt_lib.error_logger(trt)

@@ -18,13 +18,20 @@ MODULES = ("tensorrt_rtx", "tensorrt")
 INSTALL_HINT = "pip install 'localai[tensorrt]' (TensorRT for RTX), or NVIDIA's tensorrt package"
 
 
-def load() -> ModuleType:
-    """The first TensorRT module installed, in the order of MODULES."""
-    for name in MODULES:
+# the compute capabilities TensorRT for RTX 1.7 targets: RTX-class GPUs (no data-centre Hopper or Blackwell)
+RTX_CAPABILITIES = (75, 80, 86, 89, 120, 121)
+_loggers: dict[str, Any] = {}
+
+
+def load(name: str | None = None) -> ModuleType:
+    """The TensorRT module `name` (one of MODULES), or else the first one installed in the order of MODULES."""
+    for candidate in (name,) if name else MODULES:
         try:
-            return importlib.import_module(name)
+            return importlib.import_module(candidate)
         except ImportError:
             continue
+    if name:
+        raise LocalAIError(f"the engine was built by {name}, which is not installed: {INSTALL_HINT}")
     raise LocalAIError(f"TensorRT is not installed: {INSTALL_HINT}")
 
 
@@ -40,16 +47,24 @@ def targets_other_gpus(trt: ModuleType) -> bool:
 
 
 def error_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger keeping the last error (`.last_error`) for a message of localai's; the rest of
-    TensorRT's log (verbose and repetitive) is dropped."""
+    """The TensorRT logger of this process for module `trt`, keeping the last error (`.last_error`, emptied by
+    `.clear()`) for a message of localai's; the rest of TensorRT's log (verbose and repetitive) is dropped.
 
-    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.last_error: str | None = None
+    One per module and process: TensorRT keeps the first logger it is given while any of its objects lives,
+    so a second one would never hear anything (and could be freed while TensorRT still points at it)."""
+    if trt.__name__ not in _loggers:
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.last_error = " ".join(msg.split())
+        class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.last_error: str | None = None
 
-    return Logger()
+            def log(self, severity: Any, msg: str) -> None:
+                if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                    self.last_error = " ".join(msg.split())
+
+            def clear(self) -> None:
+                self.last_error = None
+
+        _loggers[trt.__name__] = Logger()
+    return _loggers[trt.__name__]

@@ -61,7 +61,9 @@ class GraphBackend:
         self._reset_states()
 
     def _run(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
-        """Append `tokens` to the state: logits [len(tokens), n_vocab] if `all_logits`, else [n_vocab]."""
+        """Append `tokens` to the state: logits [len(tokens), n_vocab] if `all_logits`, else [n_vocab]. A
+        failure keeps the batches before it (n_past says how far it got); the chat engine starts every
+        request from a reset or a snapshot, so it never continues from such a state."""
         tokens = checked_tokens(tokens, n_vocab=self.n_vocab, n_past=self._n_past, n_ctx=self.n_ctx)
         rows = []
         for start in range(0, len(tokens), self._n_batch):

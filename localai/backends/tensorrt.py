@@ -18,6 +18,9 @@ here runs in those tests against the real TensorRT module's types.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +95,13 @@ class TensorRTBackend(GraphBackend):
         built = manifest.graph.get("tensorrt", {})
         _check_machine(built)
         try:
-            trt = tensorrt_lib.load()
+            trt = tensorrt_lib.load(built.get("library"))
         except LocalAIError as exc:
             raise BackendError(str(exc)) from None
+        # an engine runs on the TensorRT release that built it
+        if built.get("version", trt.__version__).split(".")[:3] != trt.__version__.split(".")[:3]:
+            raise BackendError(f"the engine was built by {trt.__name__} {built['version']}, this is "
+                               f"{trt.__version__}: convert again")
         if n_ctx > built.get("max_context", n_ctx):
             raise BackendError(f"the engine serves at most {built['max_context']} tokens of context "
                                f"(asked for {n_ctx}); convert again with --max-context")
@@ -106,6 +113,8 @@ class TensorRTBackend(GraphBackend):
         self._n_past = 0
         self._gpu = open_gpu()
         self._addresses: list[int] = []
+        # frees the GPU memory however the backend ends: close(), a failed load, or garbage collection
+        self._free = weakref.finalize(self, _free_gpu, self._gpu, self._addresses)
         try:
             self._load_engine(path)
             self._allocate([spec for spec in manifest.graph["inputs"] if spec["name"].startswith("past.")])
@@ -116,20 +125,39 @@ class TensorRTBackend(GraphBackend):
 
     def _load_engine(self, path: Path) -> None:
         self._logger = tensorrt_lib.error_logger(self._trt)
+        self._logger.clear()
         self._runtime, self._engine = deserialize(self._trt, self._logger, path.read_bytes())
         if self._engine is None:
-            raise BackendError(f"TensorRT cannot load {path.name}: {self._logger.last_error or 'no reason given'} "
-                               "(built by another TensorRT version? convert again)")
+            raise BackendError(f"TensorRT cannot load {path.name}: {self._logger.last_error or 'no reason given'}")
         if self._engine.num_optimization_profiles != 2:
             raise BackendError(f"{path.name} has {self._engine.num_optimization_profiles} optimization profiles, "
                                "not localai's prefill and decode: convert again")
+        if not self._engine.is_shape_inference_io(LOGITS_TO_KEEP):
+            raise BackendError(f"{path.name} does not take {LOGITS_TO_KEEP} as a shape input: convert again")
+        self._config = self._runtime_config()
         self._contexts = []
         for profile in (PREFILL, DECODE):
-            context = self._engine.create_execution_context()
+            context = self._engine.create_execution_context(self._config)
             if context is None or not context.set_optimization_profile_async(profile, self._gpu.stream):
                 raise BackendError(f"TensorRT cannot create an execution context: {self._logger.last_error}")
             self._contexts.append(context)
+        # the contexts take turns on one stream, so one block of scratch memory serves both
+        size = int(self._engine.device_memory_size_v2)
+        scratch = self._alloc(size)
+        for context in self._contexts:
+            context.set_device_memory(scratch, size)
         self._gpu.synchronize()
+
+    def _runtime_config(self) -> Any:
+        """Contexts whose scratch memory this backend provides (one block for both) and, with TensorRT for
+        RTX, that run the kernels built for dynamic shapes rather than compiling new ones for each shape
+        met: the past length changes with every token, so a kernel specialised for one is rarely reused."""
+        config = self._engine.create_runtime_config()
+        config.set_execution_context_allocation_strategy(self._trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if hasattr(config, "dynamic_shapes_kernel_specialization_strategy"):
+            config.dynamic_shapes_kernel_specialization_strategy = (
+                self._trt.DynamicShapesKernelSpecializationStrategy.NONE)
+        return config
 
     def _dtype(self, name: str) -> np.dtype:
         try:
@@ -184,13 +212,9 @@ class TensorRTBackend(GraphBackend):
 
     def _release(self) -> None:
         # contexts before the engine before the runtime, as TensorRT requires; then the memory
-        self._gpu.synchronize()
-        for attribute in ("_contexts", "_engine", "_runtime"):
+        for attribute in ("_contexts", "_config", "_engine", "_runtime"):
             self.__dict__.pop(attribute, None)
-        for address in self._addresses:
-            self._gpu.free(address)
-        self._addresses.clear()
-        self._gpu.close()
+        self._free()
 
     def _reset_states(self) -> None:
         # a growing state (attention K/V) is empty at 0 tokens; the fixed ones (Mamba2 conv, SSM) start at 0
@@ -204,6 +228,7 @@ class TensorRTBackend(GraphBackend):
         """One engine launch on `chunk` (at most a batch): the logits of its last `keep` tokens."""
         n = len(chunk)
         context = self._contexts[DECODE if n == 1 else PREFILL]
+        self._logger.clear()
         ids = np.asarray(chunk, self._ids_dtype)
         self._gpu.upload(self._ids, ids)
         self._bind(context, "input_ids", self._ids, (1, n))
@@ -213,14 +238,18 @@ class TensorRTBackend(GraphBackend):
             self._bind(context, state.name, state.buffers[state.current], state.shape(self._n_past))
             self._bind(context, state.output, state.buffers[1 - state.current], None)
         self._bind(context, "logits", self._logits, None)
-        unspecified = context.infer_shapes()
-        if unspecified:
-            raise BackendError(f"TensorRT: inputs not fully specified: {', '.join(unspecified)}")
-        # the engine writes into buffers sized by this backend: check its output shapes before launching
-        for state in self._states:
-            _expect_shape(context, state.output, state.shape(self._n_past + n))
-        _expect_shape(context, "logits", (1, keep, self.n_vocab))
-        if not context.execute_async_v3(self._gpu.stream):
+        try:
+            unspecified = context.infer_shapes()
+            if unspecified:
+                raise BackendError(f"TensorRT: inputs not fully specified: {', '.join(unspecified)}")
+            # the engine writes into buffers sized by this backend: check its output shapes before launching
+            for state in self._states:
+                _expect_shape(context, state.output, state.shape(self._n_past + n))
+            _expect_shape(context, "logits", (1, keep, self.n_vocab))
+            launched = context.execute_async_v3(self._gpu.stream)
+        except RuntimeError as exc:  # what TensorRT's Python bindings raise
+            raise BackendError(f"TensorRT failed: {self._logger.last_error or exc}") from exc
+        if not launched:
             raise BackendError(f"TensorRT failed to run the engine: {self._logger.last_error or 'no reason given'}")
         logits = np.empty((keep, self.n_vocab), self._logits_dtype)
         self._gpu.download(logits, self._logits)
@@ -239,6 +268,14 @@ class TensorRTBackend(GraphBackend):
             raise BackendError(f"TensorRT refuses the memory of {name}: {self._logger.last_error}")
 
 
+def _free_gpu(gpu: CudaDevice, addresses: list[int]) -> None:
+    """Free every buffer and the stream, going on past failures (a CUDA error after a fault is sticky)."""
+    for release in (gpu.synchronize, *(functools.partial(gpu.free, a) for a in addresses), gpu.close):
+        with contextlib.suppress(BackendError):
+            release()
+    addresses.clear()
+
+
 def _expect_shape(context: Any, name: str, shape: tuple[int, ...]) -> None:
     got = tuple(context.get_tensor_shape(name))
     if got != shape:
@@ -255,6 +292,10 @@ def _check_machine(built: dict[str, Any]) -> None:
     if not found:
         raise BackendError("no NVIDIA GPU found: TensorRT engines run on NVIDIA GPUs only")
     name, capability = found[0]
+    if built.get("library") == "tensorrt_rtx" and capability not in tensorrt_lib.RTX_CAPABILITIES:
+        raise BackendError(f"TensorRT for RTX engines cannot run on this GPU ({name}, compute capability "
+                           f"{capability // 10}.{capability % 10}): TensorRT for RTX targets RTX-class GPUs "
+                           f"({', '.join(f'{c // 10}.{c % 10}' for c in tensorrt_lib.RTX_CAPABILITIES)})")
     if targets and capability not in targets:
         built_for = ", ".join(f"{t // 10}.{t % 10}" for t in targets)
         raise BackendError(f"this GPU ({name}, compute capability {capability // 10}.{capability % 10}) is not "

@@ -76,7 +76,9 @@ class FakeEngine:
         self.tensors |= {t.name: (t, trt.TensorIOMode.OUTPUT) for t in self.session.get_outputs()}
         self.num_io_tensors = len(self.tensors)
         self.num_optimization_profiles = len(profiles)
+        self.device_memory_size_v2 = 4096  # the scratch memory a context needs
         self.launches: list[tuple[int, int]] = []  # (profile, new tokens) of every launch
+        self.configs: list[FakeRuntimeConfig] = []
 
     def get_tensor_name(self, index: int) -> str:
         return list(self.tensors)[index]
@@ -93,15 +95,31 @@ class FakeEngine:
     def is_shape_inference_io(self, name: str) -> bool:
         return name == SHAPE_INPUT
 
-    def create_execution_context(self) -> FakeContext:
-        return FakeContext(self)
+    def create_runtime_config(self) -> FakeRuntimeConfig:
+        self.configs.append(FakeRuntimeConfig())
+        return self.configs[-1]
+
+    def create_execution_context(self, runtime_config: FakeRuntimeConfig) -> FakeContext:
+        return FakeContext(self, runtime_config)
+
+
+class FakeRuntimeConfig:
+    """How contexts are created: who allocates their scratch memory, whether kernels are specialised."""
+
+    def __init__(self) -> None:
+        self.allocation: Any = None
+        self.dynamic_shapes_kernel_specialization_strategy: Any = None
+
+    def set_execution_context_allocation_strategy(self, strategy: Any) -> None:
+        self.allocation = strategy
 
 
 class FakeContext:
     """An execution context: shapes and addresses set by name, then one launch."""
 
-    def __init__(self, engine: FakeEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: FakeEngine, config: FakeRuntimeConfig) -> None:
+        self.engine, self.config = engine, config
+        self.scratch: tuple[int, int] | None = None
         self.profile: int | None = None
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
@@ -111,6 +129,9 @@ class FakeContext:
             return False
         self.profile = profile
         return True
+
+    def set_device_memory(self, memory: int, size: int) -> None:
+        self.scratch = (int(memory), int(size))
 
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
         tensor, mode = self.engine.tensors[name]
@@ -155,6 +176,10 @@ class FakeContext:
         assert stream_handle == self.engine.memory.stream
         assert not self.infer_shapes(), "launched with inputs not fully specified"
         memory, feeds = self.engine.memory, {SHAPE_INPUT: np.asarray(self.keep, np.int64)}
+        if self.config.allocation == self.engine.trt.ExecutionContextAllocationStrategy.USER_MANAGED:
+            assert self.scratch is not None, "a user-managed context launched without its scratch memory"
+            memory.view(self.scratch[0], np.dtype(np.uint8), (self.engine.device_memory_size_v2,))  # big enough
+            assert self.scratch[1] >= self.engine.device_memory_size_v2
         for name, shape in self.shapes.items():
             feeds[name] = memory.view(self.addresses[name], self._dtype(name), shape).copy()
         outputs = [o.name for o in self.engine.session.get_outputs()]

@@ -6,8 +6,10 @@ code: buffers, profiles, shapes, states, snapshots, chat. The tests marked `gpu`
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,23 +19,24 @@ import pytest
 
 import localai
 from converters import to_tensorrt
+from localai import tensorrt_lib
 from localai.backends import tensorrt
 from localai.backends.cuda_device import CudaDevice
 from localai.bench import BenchSettings, measure
 from localai.errors import BackendError
 from localai.profiling import nvidia_gpus
 from tests import zoo
-from tests.localai.backends.fake_gpu import FakeContext, FakeEngine, HostMemory
+from tests.localai.backends.fake_gpu import FakeContext, FakeEngine, FakeRuntimeConfig, HostMemory
 
 trt = pytest.importorskip("tensorrt_rtx", reason="the dev extra installs tensorrt-rtx")
 
 HAS_GPU = bool(nvidia_gpus())
 LOCAL_CAPABILITY = nvidia_gpus()[0][1] if HAS_GPU else None  # type: ignore[index]
 GPU = pytest.mark.skipif(
-    LOCAL_CAPABILITY not in to_tensorrt.CAPABILITIES,
+    LOCAL_CAPABILITY not in tensorrt_lib.RTX_CAPABILITIES,
     reason="running a TensorRT engine needs an NVIDIA GPU" if not HAS_GPU else
     f"TensorRT for RTX cannot target this GPU (compute capability {LOCAL_CAPABILITY}; it targets RTX-class "
-    f"GPUs: {', '.join(map(str, to_tensorrt.CAPABILITIES))})")
+    f"GPUs: {', '.join(map(str, tensorrt_lib.RTX_CAPABILITIES))})")
 STAND_IN_GPU = ("NVIDIA GeForce RTX 4090 (stand-in)", 89)
 REAL_DESERIALIZE = tensorrt.deserialize
 TOLERANCE = 1e-4  # the same graph on the same runtime, in other chunks: float32 rounding only
@@ -141,16 +144,59 @@ def test_bench_measures_an_engine(fake_gpu):
                                                                        ("tensorrt", "tensorrt", "fp16", "tg8")]
 
 
+def test_contexts_share_scratch_memory_and_run_dynamic_shape_kernels(fake_gpu):
+    engine, _ = fake_gpu("llama")
+    backend = localai.load(engine, n_ctx=256).backend
+    backend.eval([1, 2, 3])
+    backend.eval([4])
+    (config,) = fake_gpu.state.engines[-1].configs
+    assert config.allocation == trt.ExecutionContextAllocationStrategy.USER_MANAGED
+    assert config.dynamic_shapes_kernel_specialization_strategy == trt.DynamicShapesKernelSpecializationStrategy.NONE
+    prefill, decode = backend._contexts
+    assert prefill.scratch == decode.scratch and prefill.scratch[0] in fake_gpu.state.memories[-1].blocks
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"version": "1.6.0.1"}, r"the engine was built by tensorrt_rtx 1\.6\.0\.1, this is 1\.7\.\d+\.\d+: convert again"),
+    ({"library": "tensorrt"}, r"the engine was built by tensorrt, which is not installed"),
+])
+def test_an_engine_from_another_tensorrt_is_refused(change, message, fake_gpu, tmp_path):
+    engine, _ = fake_gpu("llama")
+    copy = shutil.copytree(engine, tmp_path / "copy")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["graph"]["tensorrt"].update(change)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BackendError, match=message):
+        localai.load(copy, n_ctx=256)
+
+
+def test_a_gpu_tensorrt_for_rtx_cannot_target_is_named(engine_package, monkeypatch):
+    monkeypatch.setattr("localai.profiling.nvidia_gpus", lambda: [("NVIDIA H200", 90)])
+    with pytest.raises(BackendError, match=r"TensorRT for RTX engines cannot run on this GPU \(NVIDIA H200, compute "
+                                           r"capability 9\.0\): TensorRT for RTX targets RTX-class GPUs \(7\.5, "):
+        localai.load(engine_package("llama", "fp16"))
+
+
 def test_close_releases_every_buffer_and_later_calls_fail(fake_gpu):
     engine, _ = fake_gpu("llama")
     model = localai.load(engine, n_ctx=256)
     memory = fake_gpu.state.memories[-1]
-    assert len(memory.blocks) > 2 * 2  # two buffers per state, the ids and the logits
+    assert len(memory.blocks) > 2 * 2  # two buffers per state, the ids, the logits, the contexts' scratch
     model.close()
     model.close()
     assert memory.blocks == {} and memory.closed
     with pytest.raises(BackendError, match="closed"):
         model.backend.eval([1])
+
+
+def test_a_backend_never_closed_frees_its_gpu_memory_when_collected(fake_gpu):
+    engine, _ = fake_gpu("llama")
+    backend = localai.load(engine, n_ctx=256).backend
+    memory = fake_gpu.state.memories[-1]
+    assert memory.blocks
+    del backend
+    gc.collect()
+    assert memory.blocks == {} and memory.closed
 
 
 def test_an_engine_tensorrt_cannot_load_is_one_error_and_frees_the_gpu(fake_gpu, monkeypatch):
@@ -182,7 +228,8 @@ def _methods(cls: type) -> list[str]:
 def test_the_stand_ins_imitate_real_interfaces():
     """The backend runs against the fakes here: every method they offer exists on the TensorRT class they
     stand in for, and HostMemory offers every method of CudaDevice, with the same parameters."""
-    for fake, real in ((FakeEngine, trt.ICudaEngine), (FakeContext, trt.IExecutionContext)):
+    for fake, real in ((FakeEngine, trt.ICudaEngine), (FakeContext, trt.IExecutionContext),
+                       (FakeRuntimeConfig, trt.IRuntimeConfig)):
         assert all(hasattr(real, method) for method in _methods(fake)), (fake, real)
     for method in _methods(CudaDevice):
         assert inspect.signature(getattr(HostMemory, method)) == inspect.signature(getattr(CudaDevice, method))
