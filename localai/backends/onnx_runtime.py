@@ -18,8 +18,7 @@ import onnxruntime as ort
 from localai.backends.base import BackendState, default_threads, guarded
 from localai.backends.graph import GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
-from localai.errors import BackendError, PackageError
-from localai.package import Package
+from localai.errors import BackendError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
@@ -82,14 +81,7 @@ class OnnxRuntimeBackend(GraphBackend):
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f32",
                  device: str = "auto", n_batch: int = 512) -> None:
         super().__init__()
-        if n_ctx <= 0:
-            raise BackendError(f"context size must be positive, got {n_ctx}")
-        if kv_cache != "f32":
-            raise BackendError(f"the ONNX graph keeps its KV state in float32 (asked for {kv_cache!r})")
-        try:
-            manifest = Package.open(path.parent).manifest
-        except PackageError as exc:
-            raise BackendError(f"{path.name} is not inside a localai ONNX package: {exc}") from exc
+        manifest = self._open_manifest(path, n_ctx=n_ctx, kv_cache=kv_cache, kind="ONNX")
         spec = manifest.graph
         if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")

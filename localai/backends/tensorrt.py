@@ -32,8 +32,7 @@ from localai.backends.base import BackendState, guarded
 from localai.backends.cuda_device import CudaDevice
 from localai.backends.graph import GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
-from localai.errors import BackendError, LocalAIError, PackageError
-from localai.package import Package
+from localai.errors import BackendError, LocalAIError
 
 PREFILL, DECODE = 0, 1  # optimization profiles, in the order converters/to_tensorrt.py adds them
 LOGITS_TO_KEEP = "logits_to_keep"
@@ -84,14 +83,7 @@ class TensorRTBackend(GraphBackend):
         super().__init__()
         if device not in ("auto", "tensorrt", "cuda"):
             raise BackendError(f"a TensorRT engine runs on an NVIDIA GPU only (asked for {device!r})")
-        if n_ctx <= 0:
-            raise BackendError(f"context size must be positive, got {n_ctx}")
-        if kv_cache != "f32":
-            raise BackendError(f"the engine keeps its states in the graph's types (asked for {kv_cache!r})")
-        try:
-            manifest = Package.open(path.parent).manifest
-        except PackageError as exc:
-            raise BackendError(f"{path.name} is not inside a localai TensorRT package: {exc}") from exc
+        manifest = self._open_manifest(path, n_ctx=n_ctx, kv_cache=kv_cache, kind="TensorRT")
         built = manifest.graph.get("tensorrt", {})
         _check_machine(built)
         try:
