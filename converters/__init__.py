@@ -7,16 +7,18 @@ a new module plus a line in `ARCHITECTURES`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from converters import onnx_quant, to_gguf, to_onnx, to_tensorrt
 from converters.checkpoint import Checkpoint, read_json
 from converters.source import resolve_source
-from converters.tensors import check_sources
+from converters.tensors import check_sources, parameter_counts
 from converters.vocab import read_hf_tokenizer
 from localai import __version__, store
 from localai.errors import ConversionError
@@ -60,14 +62,17 @@ def convert(
     compute_capabilities: list[int] | None = None,
     max_context: int | None = None,
     max_prefill: int | None = None,
+    mtp: bool = True,
     progress: Progress | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Package:
     """Convert checkpoint `src` (folder or repo id) into a package at `output`, or in the store.
 
     `to`: "gguf" (`quant` f32, f16 (default), bf16, q8_0 or a llama.cpp type), "onnx" (`quant` fp32
     (default), fp16, int8, int4; `flavor` "ort" (default) or "portable"; `block_size` of int8/int4) or
     "tensorrt" (`quant` fp16 (default), bf16, int4, fp8, nvfp4; `compute_capabilities` as 86, 89, ...; the
-    profiles' `max_context` and `max_prefill`)."""
+    profiles' `max_context` and `max_prefill`). `mtp`: keep a checkpoint's multi-token-prediction head
+    (GGUF only; ONNX and TensorRT leave it out, saying so through `notice`)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
     engine_options = compute_capabilities is not None or max_context is not None or max_prefill is not None
@@ -88,11 +93,14 @@ def convert(
     source = resolve_source(src)
     with Checkpoint(source.path) as ckpt:
         arch = architecture_for(ckpt.config)
-        args = arch.ModelArgs.from_config(ckpt.config)
+        args = _without_mtp(arch.ModelArgs.from_config(ckpt.config), to, mtp, notice)
         tokenizer = read_hf_tokenizer(source.path)
         # the GGUF plan names every source tensor with its expected shape: both formats check against it
-        plan = arch.tensor_plan(args, set(ckpt.tensors))
-        check_sources(plan, {n: ref.shape for n, ref in ckpt.tensors.items()}, arch.IGNORED_TENSORS)
+        present = set(ckpt.tensors)
+        plan = arch.tensor_plan(args, present)
+        shapes = {n: ref.shape for n, ref in ckpt.tensors.items()}
+        dropped = arch.dropped_tensors(args, present) if hasattr(arch, "dropped_tensors") else []
+        check_sources(plan, shapes, arch.IGNORED_TENSORS, dropped)
         vocab = tokenizer.gguf_vocab(args.vocab_size)  # checks the tokenizer against the embedding size
         if to != "gguf" and not hasattr(arch, "build_onnx"):
             raise ConversionError(f"{to} export is not available for model_type {ckpt.config['model_type']!r}")
@@ -138,6 +146,7 @@ def convert(
                 source={**source.provenance, "files": inputs},
                 converter={"name": "localai", "version": __version__, **versions},
                 graph=graph,
+                parameters=_parameters(args, plan, shapes),
             )
             write_manifest(staging, manifest)
     return Package(target, manifest)
@@ -156,7 +165,7 @@ def _write_gguf(staging: Path, package_name: str, arch: ModuleType, args: object
     else:
         intermediate = staging / ".unquantized.gguf"
         to_gguf.write_gguf(intermediate, arch, args, plan, ckpt, vocab, package_name,
-                           to_gguf.lossless_type(ckpt), report)
+                           to_gguf.lossless_type(ckpt, plan), report)
         if progress:
             progress(f"quantizing to {quant} with llama.cpp", 0, 1)
         to_gguf.quantize_with_llama_cpp(intermediate, artifact_path, quant, threads)
@@ -189,6 +198,26 @@ def _write_engine(staging: Path, arch: ModuleType, args: object, ckpt: Checkpoin
         progress("building the TensorRT engine", 1, 1)
     shutil.rmtree(scratch)
     return graph
+
+
+def _without_mtp(args: Any, to: str, mtp: bool, notice: Callable[[str], None] | None) -> Any:
+    """`args` with the MTP head left out where the user asked (--no-mtp) or the format has no place for it."""
+    if not getattr(args, "mtp_layers", 0) or (mtp and to == "gguf"):
+        return args
+    if to != "gguf" and mtp and notice:
+        notice(f"the checkpoint's MTP head is left out: {to} packages run the main model only")
+    return dataclasses.replace(args, keep_mtp=False)
+
+
+def _parameters(args: Any, plan: list, shapes: dict[str, tuple[int, ...]]) -> dict[str, object]:
+    """Parameter counts for the manifest; mixture-of-experts models add their expert counts."""
+    counts: dict[str, object] = {**parameter_counts(plan, shapes)}
+    moe = getattr(args, "moe", None)
+    if moe is not None:
+        counts["experts"] = {"routed": moe.experts, "per_token": moe.top_k, "shared": 1}
+    if getattr(args, "with_mtp", False):
+        counts["mtp_layers"] = 1
+    return counts
 
 
 def _artifact(path: Path, fmt: str, quant: str) -> Artifact:

@@ -1,12 +1,14 @@
-"""NVIDIA Nemotron-H (Nemotron Nano 2): Mamba2, attention and MLP layers in one residual stack.
+"""NVIDIA Nemotron-H: Mamba2, attention, MLP and mixture-of-experts layers in one residual stack.
 
-Layer kinds come from the legacy `hybrid_override_pattern` string ("M-M*-...") or the transformers 5.x
+Nemotron Nano 2 mixes Mamba2 (`M`), attention (`*`) and MLP (`-`) layers; Nemotron 3 / 3.5 replace the
+MLPs with mixture-of-experts layers (`E`, converters/nemotron_h_moe.py) and may carry an MTP head. Layer
+kinds come from the legacy `hybrid_override_pattern` string ("M-M*-...") or the transformers 5.x
 `layers_block_type` list. transformers 5.x writes every MoE default into each saved config, so the
-presence of MoE keys says nothing: a model is MoE only if a layer is ("E" / "moe"), and those are
-refused for now.
+presence of MoE keys says nothing: a model is MoE only if a layer is `E` / `moe`.
 
 llama.cpp tells layer kinds apart by per-layer arrays: a layer with no KV heads and no FFN is a Mamba2
-layer, one with KV heads is attention, one with an FFN is an MLP.
+layer, one with KV heads is attention, one with an FFN is an MLP, or in `nemotron_h_moe` (any `E` layer)
+a MoE layer, which is why that architecture cannot hold a dense MLP layer beside its MoE layers.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import Any
 import gguf
 import numpy as np
 
+from converters import nemotron_h_moe
 from converters.hparams import hparam, positive
+from converters.nemotron_h_moe import MTP_PREFIX, MoEArgs
 from converters.onnx_layers import Decoder, Mamba2Dims
-from converters.tensors import NameMap, OutputTensor, direct, transformed
+from converters.onnx_moe import moe_block
+from converters.tensors import NameMap, OutputTensor, PlannedTensor, direct, transformed
 from localai.errors import ConversionError
 
 GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H
@@ -34,7 +39,7 @@ _LIST_KINDS = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTE
 class ModelArgs:
     vocab_size: int
     hidden_size: int
-    layers: str  # one character per layer: M (Mamba2), * (attention), - (MLP)
+    layers: str  # one character per layer: M (Mamba2), * (attention), - (MLP), E (mixture of experts)
     num_attention_heads: int
     num_key_value_heads: int
     head_dim: int
@@ -51,6 +56,18 @@ class ModelArgs:
     context_length: int
     chunk_size: int = 128  # of the chunked scan; any value gives the same result, it sets the cost
     time_step_min: float = 1e-3  # transformers clamps dt to at least this
+    moe: MoEArgs | None = None  # set when a layer is E
+    mtp_layers: int = 0  # MTP heads config.json declares
+    keep_mtp: bool = True  # convert the MTP head (GGUF); False: leave it out
+
+    @property
+    def gguf_arch(self) -> gguf.MODEL_ARCH:
+        return nemotron_h_moe.GGUF_ARCH if self.moe else GGUF_ARCH
+
+    @property
+    def with_mtp(self) -> bool:
+        """Whether the converted model carries the MTP head."""
+        return self.keep_mtp and self.mtp_layers > 0
 
     @property
     def d_inner(self) -> int:
@@ -63,8 +80,6 @@ class ModelArgs:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelArgs:
         layers = _layer_pattern(config)
-        if MOE in layers:
-            raise ConversionError("Nemotron-H MoE layers ('E' / 'moe') are not supported yet; dense models only")
         for key, wanted in (("mamba_hidden_act", "silu"), ("mlp_hidden_act", "relu2")):
             if config.get(key, wanted) != wanted:
                 raise ConversionError(f"config.json: {key}={config[key]!r} is not supported (llama.cpp needs {wanted})")
@@ -79,7 +94,8 @@ class ModelArgs:
             num_attention_heads=heads,
             num_key_value_heads=hparam(config, "num_key_value_heads", default=heads),
             head_dim=hparam(config, "head_dim", "attention_head_dim", default=hidden // max(heads, 1)),
-            intermediate_size=hparam(config, "intermediate_size"),
+            intermediate_size=(hparam(config, "intermediate_size") if MLP in layers
+                               else hparam(config, "intermediate_size", default=0)),
             mamba_num_heads=positive("mamba_num_heads", hparam(config, "mamba_num_heads")),
             mamba_head_dim=positive("mamba_head_dim", hparam(config, "mamba_head_dim")),
             ssm_state_size=positive("ssm_state_size", hparam(config, "ssm_state_size")),
@@ -93,10 +109,13 @@ class ModelArgs:
                                     hparam(config, "max_position_embeddings", default=4096)),
             chunk_size=positive("chunk_size", hparam(config, "chunk_size", "mamba_chunk_size", default=128)),
             time_step_min=hparam(config, "time_step_min", "mamba_dt_min", cast=float, default=1e-3),
+            moe=MoEArgs.from_config(config) if MOE in layers else None,
+            mtp_layers=nemotron_h_moe.mtp_layers(config) if MOE in layers else 0,
         )
         if args.d_inner % args.n_groups:
             raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")
-        if ATTENTION in layers and (heads <= 0 or args.num_key_value_heads <= 0 or heads % args.num_key_value_heads):
+        kv_heads = args.num_key_value_heads
+        if (ATTENTION in layers or args.mtp_layers) and (heads <= 0 or kv_heads <= 0 or heads % kv_heads):
             raise ConversionError("config.json: attention head counts are invalid")
         return args
 
@@ -122,14 +141,24 @@ def _layer_pattern(config: dict[str, Any]) -> str:
 
 
 def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
-    n = len(args.layers)
+    if args.moe and MLP in args.layers:
+        raise ConversionError("a dense MLP layer ('-') beside MoE layers ('E') cannot be written as GGUF: llama.cpp's "
+                              "nemotron_h_moe reads every feed-forward layer as MoE (convert --to onnx instead)")
+    blocks = len(args.layers) + int(args.with_mtp)
+    ffn = {MLP: args.intermediate_size, MOE: args.moe.expert_size if args.moe else 0}
     writer.add_context_length(args.context_length)
     writer.add_embedding_length(args.hidden_size)
-    writer.add_block_count(n)
+    writer.add_block_count(blocks)
     writer.add_vocab_size(args.vocab_size)
-    writer.add_feed_forward_length([args.intermediate_size if k == MLP else 0 for k in args.layers])
+    feed_forward = [ffn.get(k, 0) for k in args.layers]
+    attention = [args.num_key_value_heads if k == ATTENTION else 0 for k in args.layers]
+    if args.with_mtp:  # the MTP head is one more block after the trunk, with attention and MoE
+        feed_forward.append(ffn[MOE])
+        attention.append(args.num_key_value_heads)
+        writer.add_nextn_predict_layers(1)
+    writer.add_feed_forward_length(feed_forward)
     writer.add_head_count(args.num_attention_heads)
-    writer.add_head_count_kv([args.num_key_value_heads if k == ATTENTION else 0 for k in args.layers])
+    writer.add_head_count_kv(attention)
     writer.add_key_length(args.head_dim)
     writer.add_value_length(args.head_dim)
     writer.add_layer_norm_eps(args.norm_eps)
@@ -139,60 +168,81 @@ def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
     writer.add_ssm_state_size(args.ssm_state_size)
     writer.add_ssm_time_step_rank(args.mamba_num_heads)
     writer.add_ssm_group_count(args.n_groups)
+    if args.moe:
+        nemotron_h_moe.write_hparams(args.moe, writer)
 
 
-def tensor_plan(args: ModelArgs, present: set[str]) -> list[OutputTensor]:
+def tensor_plan(args: ModelArgs, present: set[str]) -> list[PlannedTensor]:
     prefix = "model" if "model.embeddings.weight" in present else "backbone"
-    gguf_name = NameMap(GGUF_ARCH, len(args.layers))
+    n = len(args.layers)
+    gguf_name = NameMap(args.gguf_arch, n + int(args.with_mtp))
     h, v = args.hidden_size, args.vocab_size
-    plan = [direct("token_embd.weight", f"{prefix}.embeddings.weight", (v, h))]
+    plan: list[PlannedTensor] = [direct("token_embd.weight", f"{prefix}.embeddings.weight", (v, h))]
     for i, kind in enumerate(args.layers):
         block = f"{prefix}.layers.{i}"
-        plan.append(direct(gguf_name(f"{block}.norm.weight"), f"{block}.norm.weight", (h,)))
+        plan.append(direct(gguf_name(f"backbone.layers.{i}.norm.weight"), f"{block}.norm.weight", (h,)))
         if kind == MAMBA:
-            plan += _mamba_tensors(args, f"{block}.mixer", gguf_name, present)
+            plan += _mamba_tensors(args, i, f"{block}.mixer", gguf_name, present)
         elif kind == ATTENTION:
-            q, kv = args.num_attention_heads * args.head_dim, args.num_key_value_heads * args.head_dim
-            for proj, shape in (("q_proj", (q, h)), ("k_proj", (kv, h)), ("v_proj", (kv, h)), ("o_proj", (h, q))):
-                name = f"{block}.mixer.{proj}.weight"
-                plan.append(direct(gguf_name(name), name, shape))
+            plan += [direct(gguf_name(f"backbone.layers.{i}.mixer.{proj}.weight"), f"{block}.mixer.{proj}.weight",
+                            shape) for proj, shape in _attention_shapes(args).items()]
+        elif kind == MOE:
+            assert args.moe is not None
+            plan += nemotron_h_moe.moe_tensors(args.moe, h, f"{block}.mixer", i, gguf_name)
         else:
             ff = args.intermediate_size
             for proj, shape in (("up_proj", (ff, h)), ("down_proj", (h, ff))):
-                name = f"{block}.mixer.{proj}.weight"
-                plan.append(direct(gguf_name(name), name, shape))
+                trunk = f"backbone.layers.{i}.mixer.{proj}"
+                plan.append(direct(gguf_name(f"{trunk}.weight"), f"{block}.mixer.{proj}.weight", shape))
                 if args.mlp_bias:
-                    bias = f"{block}.mixer.{proj}.bias"
-                    plan.append(direct(gguf_name(bias), bias, shape[:1]))
+                    plan.append(direct(gguf_name(f"{trunk}.bias"), f"{block}.mixer.{proj}.bias", shape[:1]))
+    if args.with_mtp:
+        if args.mtp_layers > 1:
+            raise ConversionError(f"config.json declares {args.mtp_layers} MTP layers; llama.cpp reads one "
+                                  "(convert with --no-mtp to leave them out)")
+        assert args.moe is not None
+        plan += nemotron_h_moe.mtp_tensors(args.moe, h, _attention_shapes(args), n, gguf_name)
     plan.append(direct("output_norm.weight", f"{prefix}.norm_f.weight", (h,)))
     if not args.tie_word_embeddings or "lm_head.weight" in present:
         plan.append(direct("output.weight", "lm_head.weight", (v, h)))
     return plan
 
 
-def _mamba_tensors(args: ModelArgs, mixer: str, gguf_name: NameMap, present: set[str]) -> list[OutputTensor]:
+def dropped_tensors(args: ModelArgs, present: set[str]) -> list[str]:
+    """Checkpoint tensors left out on purpose: the MTP head, when it is not converted."""
+    return [] if args.with_mtp else [name for name in present if name.startswith(MTP_PREFIX)]
+
+
+def _attention_shapes(args: ModelArgs) -> dict[str, tuple[int, int]]:
+    q, kv, h = args.num_attention_heads * args.head_dim, args.num_key_value_heads * args.head_dim, args.hidden_size
+    return {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q)}
+
+
+def _mamba_tensors(args: ModelArgs, layer: int, mixer: str, gguf_name: NameMap, present: set[str],
+                   ) -> list[OutputTensor]:
     nh, conv_dim = args.mamba_num_heads, args.conv_dim
+    trunk = f"backbone.layers.{layer}.mixer"  # the names gguf-py's map knows
     in_proj = 2 * args.d_inner + 2 * args.n_groups * args.ssm_state_size + nh
     plan = [
-        direct(gguf_name(f"{mixer}.in_proj.weight"), f"{mixer}.in_proj.weight", (in_proj, args.hidden_size)),
-        transformed(gguf_name(f"{mixer}.conv1d.weight"), f"{mixer}.conv1d.weight", (conv_dim, 1, args.conv_kernel),
+        direct(gguf_name(f"{trunk}.in_proj.weight"), f"{mixer}.in_proj.weight", (in_proj, args.hidden_size)),
+        transformed(gguf_name(f"{trunk}.conv1d.weight"), f"{mixer}.conv1d.weight", (conv_dim, 1, args.conv_kernel),
                     lambda w: w.reshape(conv_dim, args.conv_kernel), keep_f32=True),
         # llama.cpp names the dt bias after Mamba-1's dt_proj
-        direct(gguf_name(f"{mixer}.dt_proj.bias"), f"{mixer}.dt_bias", (nh,)),
+        direct(gguf_name(f"{trunk}.dt_proj.bias"), f"{mixer}.dt_bias", (nh,)),
         # llama.cpp takes A itself, not its log; A and D get a unit axis for broadcasting
-        transformed(gguf_name(f"{mixer}.A_log"), f"{mixer}.A_log", (nh,), lambda a: (-np.exp(a)).reshape(nh, 1)),
-        transformed(gguf_name(f"{mixer}.D"), f"{mixer}.D", (nh,), lambda d: d.reshape(nh, 1)),
+        transformed(gguf_name(f"{trunk}.A_log"), f"{mixer}.A_log", (nh,), lambda a: (-np.exp(a)).reshape(nh, 1)),
+        transformed(gguf_name(f"{trunk}.D"), f"{mixer}.D", (nh,), lambda d: d.reshape(nh, 1)),
         # the gated RMSNorm normalises each group separately: one row per group
-        transformed(gguf_name(f"{mixer}.norm.weight"), f"{mixer}.norm.weight", (args.d_inner,),
+        transformed(gguf_name(f"{trunk}.norm.weight"), f"{mixer}.norm.weight", (args.d_inner,),
                     lambda w: w.reshape(args.n_groups, args.d_inner // args.n_groups)),
-        direct(gguf_name(f"{mixer}.out_proj.weight"), f"{mixer}.out_proj.weight", (args.hidden_size, args.d_inner)),
+        direct(gguf_name(f"{trunk}.out_proj.weight"), f"{mixer}.out_proj.weight", (args.hidden_size, args.d_inner)),
     ]
     conv_bias = f"{mixer}.conv1d.bias"
     if args.use_conv_bias or conv_bias in present:
-        plan.append(direct(gguf_name(conv_bias), conv_bias, (conv_dim,)))
+        plan.append(direct(gguf_name(f"{trunk}.conv1d.bias"), conv_bias, (conv_dim,)))
     else:
         # llama.cpp's graph adds the conv bias unconditionally and crashes without one
-        plan.append(OutputTensor(gguf_name(conv_bias), {}, lambda load: np.zeros(conv_dim, np.float32)))
+        plan.append(OutputTensor(gguf_name(f"{trunk}.conv1d.bias"), {}, lambda load: np.zeros(conv_dim, np.float32)))
     return plan
 
 
@@ -211,6 +261,9 @@ def build_onnx(args: ModelArgs, d: Decoder, present: set[str]) -> None:
         elif kind == ATTENTION:  # Nemotron-H's attention has no positional embedding
             h = d.attention(h, i, f"{block}.mixer", heads=args.num_attention_heads,
                             kv_heads=args.num_key_value_heads, head_dim=args.head_dim)
+        elif kind == MOE:
+            assert args.moe is not None
+            h = moe_block(d, h, f"{block}.mixer", args.moe, args.hidden_size)
         else:
             h = d.relu2_mlp(h, f"{block}.mixer.up_proj", f"{block}.mixer.down_proj", args.mlp_bias)
         x = d.g.op("Add", x, h)

@@ -3,11 +3,13 @@
 An architecture module maps a checkpoint to a list of `OutputTensor`s. Each names the checkpoint
 tensors it reads (with the shape the config implies) and a pure numpy function that builds the output
 array. Writers call that function twice: once with shape-only stand-ins to lay out the file header,
-once with real data to write it, so no more than one tensor is ever materialised.
+once with real data to write it, so no more than one tensor is ever materialised. A `StackedTensor`
+(a MoE layer's experts in one 3-D tensor) is written part by part instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -32,6 +34,30 @@ class OutputTensor:
     sources: dict[str, tuple[int, ...]]
     build: Builder
     keep_f32: bool = False
+
+
+@dataclass(frozen=True)
+class StackedTensor:
+    """An output tensor that stacks checkpoint tensors `parts` (each of `part_shape`) along a new first axis,
+    as llama.cpp keeps a layer's experts in one 3-D tensor. Writers write it part by part, so memory holds
+    one part, never the stack."""
+
+    name: str
+    parts: tuple[str, ...]
+    part_shape: tuple[int, ...]
+    active: int | None = None  # parts one token uses (a layer's routed top-k experts); None: all
+    keep_f32: bool = False
+
+    @property
+    def sources(self) -> dict[str, tuple[int, ...]]:
+        return dict.fromkeys(self.parts, self.part_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.parts), *self.part_shape)
+
+
+PlannedTensor = OutputTensor | StackedTensor
 
 
 def shape_only(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
@@ -69,9 +95,22 @@ def transformed(
     return OutputTensor(gguf_name, {hf_name: shape}, lambda load: fn(load(hf_name)), keep_f32)
 
 
-def check_sources(plan: Iterable[OutputTensor], shapes: dict[str, tuple[int, ...]], ignored: tuple[str, ...]) -> None:
+def parameter_counts(plan: Iterable[PlannedTensor], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Parameters the converted model holds ("total") and reads for one token ("active": a MoE layer's
+    routed experts count only as many as a token uses)."""
+    total = active = 0
+    for tensor in plan:
+        size = sum(math.prod(shapes[source]) for source in tensor.sources)
+        total += size
+        used = tensor.active if isinstance(tensor, StackedTensor) else None
+        active += size if used is None else size * used // len(tensor.parts)
+    return {"total": total, "active": active}
+
+
+def check_sources(plan: Iterable[PlannedTensor], shapes: dict[str, tuple[int, ...]], ignored: tuple[str, ...],
+                  dropped: Iterable[str] = ()) -> None:
     """Check that the checkpoint has every tensor the plan reads, with the shape the config implies,
-    and nothing the plan would silently drop."""
+    and nothing the plan would silently drop (but the `dropped` tensors the user chose to leave out)."""
     wanted: dict[str, tuple[int, ...]] = {}
     for tensor in plan:
         wanted.update(tensor.sources)
@@ -82,7 +121,8 @@ def check_sources(plan: Iterable[OutputTensor], shapes: dict[str, tuple[int, ...
             raise ConversionError(
                 f"tensor {name!r} has shape {list(shapes[name])} but config.json implies {list(shape)}"
             )
-    unused = sorted(n for n in shapes if n not in wanted and not n.endswith(ignored))
+    left_out = set(dropped)
+    unused = sorted(n for n in shapes if n not in wanted and n not in left_out and not n.endswith(ignored))
     if unused:
         more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
         raise ConversionError(f"checkpoint tensor {unused[0]!r}{more} does not fit the config; refusing to drop it")

@@ -17,7 +17,7 @@ import gguf
 import numpy as np
 
 from converters.checkpoint import Checkpoint
-from converters.tensors import OutputTensor, as_float16, shape_only
+from converters.tensors import PlannedTensor, StackedTensor, as_float16, shape_only
 from converters.vocab import GGUFVocab
 from localai.errors import ConversionError
 
@@ -55,9 +55,13 @@ def check_quant(quant: str) -> str:
     return name
 
 
-def lossless_type(ckpt: Checkpoint) -> str:
-    """The direct type that holds the checkpoint's weights exactly: the intermediate for llama.cpp's quantizer."""
-    dtypes = {ref.dtype for ref in ckpt.tensors.values()}
+def lossless_type(ckpt: Checkpoint, plan: list[PlannedTensor]) -> str:
+    """The direct type that holds the checkpoint's weights exactly: the intermediate for llama.cpp's quantizer.
+
+    Only the tensors stored in the file's type count: a bf16 checkpoint's float32 router or norms stay float32
+    in any GGUF, so they must not turn a 60 GB intermediate into a 120 GB one."""
+    dtypes = {ckpt.tensors[source].dtype for tensor in plan if not tensor.keep_f32 for source in tensor.sources
+              if len(ckpt.shape(source)) > 1}
     if dtypes <= {"BF16"}:
         return "bf16"
     if dtypes <= {"F16"}:
@@ -69,7 +73,7 @@ def write_gguf(
     path: Path,
     arch: ModuleType,
     args: Any,
-    plan: list[OutputTensor],
+    plan: list[PlannedTensor],
     ckpt: Checkpoint,
     vocab: GGUFVocab,
     name: str,
@@ -78,7 +82,7 @@ def write_gguf(
 ) -> None:
     """Write `plan` as a GGUF file of direct type `quant` (f32, f16, bf16 or q8_0)."""
     tensor_type, file_type = DIRECT_TYPES[quant]
-    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch.GGUF_ARCH])
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf_arch(arch, args)])
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
     writer.add_file_type(file_type)
@@ -89,30 +93,62 @@ def write_gguf(
 
     types: list[gguf.GGMLQuantizationType] = []
     for tensor in plan:
-        layout = tensor.build(lambda n: shape_only(ckpt.shape(n)))
-        qtype = _tensor_type(tensor, layout.shape, tensor_type)
+        shape = (tensor.shape if isinstance(tensor, StackedTensor)
+                 else tensor.build(lambda n: shape_only(ckpt.shape(n))).shape)
+        qtype = _tensor_type(tensor, shape, tensor_type)
         types.append(qtype)
-        byte_shape = gguf.quant_shape_to_byte_shape(layout.shape, qtype)
+        byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
         nbytes = int(np.prod(byte_shape, dtype=np.int64))
-        writer.add_tensor_info(tensor.name, layout.shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
+        writer.add_tensor_info(tensor.name, shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
 
     try:
         writer.write_header_to_file(path)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for done, (tensor, qtype) in enumerate(zip(plan, types, strict=True), start=1):
-            data = tensor.build(ckpt.load)
-            writer.write_tensor_data(_encode(tensor.name, data, qtype))
-            del data
-            for source in tensor.sources:
-                ckpt.release(source)
+            if isinstance(tensor, StackedTensor):
+                writer.write_tensor_data(_StreamedStack(tensor, qtype, ckpt))  # type: ignore[arg-type]
+            else:
+                data = tensor.build(ckpt.load)
+                writer.write_tensor_data(_encode(tensor.name, data, qtype))
+                del data
+                for source in tensor.sources:
+                    ckpt.release(source)
             if progress:
                 progress(done, len(plan))
     finally:
         writer.close()
 
 
-def _tensor_type(tensor: OutputTensor, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType,
+def gguf_arch(arch: ModuleType, args: Any) -> gguf.MODEL_ARCH:
+    """The GGUF architecture: the module's, or the checkpoint's where one module writes several (Nemotron-H
+    dense or MoE)."""
+    return getattr(args, "gguf_arch", arch.GGUF_ARCH)
+
+
+class _StreamedStack:
+    """A stacked tensor as `GGUFWriter.write_tensor_data` takes an array (`nbytes`, `tofile`), encoded and
+    written one part at a time; each part's pages are released after it is written. Every type here encodes
+    rows independently, so the parts' bytes laid end to end are the stack's bytes."""
+
+    def __init__(self, tensor: StackedTensor, qtype: gguf.GGMLQuantizationType, ckpt: Checkpoint) -> None:
+        self.tensor, self.qtype, self.ckpt = tensor, qtype, ckpt
+        byte_shape = gguf.quant_shape_to_byte_shape(tensor.shape, qtype)
+        self.nbytes = int(np.prod(byte_shape, dtype=np.int64))
+
+    def tofile(self, fout: Any) -> None:
+        written = 0
+        for part in self.tensor.parts:
+            encoded = _encode(self.tensor.name, self.ckpt.load(part), self.qtype)
+            encoded.tofile(fout)
+            written += encoded.nbytes
+            del encoded
+            self.ckpt.release(part)
+        if written != self.nbytes:
+            raise ConversionError(f"{self.tensor.name}: wrote {written} bytes of {self.nbytes}")
+
+
+def _tensor_type(tensor: PlannedTensor, shape: tuple[int, ...], wanted: gguf.GGMLQuantizationType,
                  ) -> gguf.GGMLQuantizationType:
     # llama.cpp reads 1-D tensors, norms, biases, SSM A/D and the SSM convolution in float32 only
     if (tensor.keep_f32 or len(shape) <= 1 or tensor.name.endswith("_norm.weight")

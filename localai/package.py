@@ -73,6 +73,7 @@ class Manifest:
     source: dict[str, Any] = field(default_factory=dict)
     converter: dict[str, Any] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)  # ONNX: opset, flavour, inputs and outputs
+    parameters: dict[str, Any] = field(default_factory=dict)  # total / active counts; MoE: experts
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
@@ -105,6 +106,7 @@ class Manifest:
                 source=dict(data.get("source") or {}),
                 converter=dict(data.get("converter") or {}),
                 graph=dict(data.get("graph") or {}),
+                parameters=dict(data.get("parameters") or {}),
                 created=str(data.get("created", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -45,6 +45,9 @@ class Spec:
     tokenizer: str  # key of TOKENIZER_STYLES
     config: dict[str, Any] = field(default_factory=dict)
     legacy_nemotron_config: bool = False  # rewrite config.json the way NVIDIA's releases spell it
+    release_config: bool = False  # write `config` itself as config.json (a release's exact key set)
+    dtype: str = "float32"  # of the saved weights (MoE routers stay float32, as in the releases)
+    mtp_head: bool = False  # add a random MTP head (which transformers ignores) in a second shard
 
 
 NEMOTRON_BASE = {
@@ -52,6 +55,32 @@ NEMOTRON_BASE = {
     "mamba_num_heads": 8, "mamba_head_dim": 32, "ssm_state_size": 32, "conv_kernel": 4,
     "chunk_size": 16, "max_position_embeddings": 2048, "initializer_range": 0.05,
 }
+
+# Nemotron 3 (MoE hybrids): ReLU² experts, a shared expert, sigmoid routing with a selection bias
+MOE_BASE = {
+    **NEMOTRON_BASE, "num_key_value_heads": 2, "n_groups": 2, "use_conv_bias": True, "n_shared_experts": 1,
+    "moe_intermediate_size": 256, "moe_shared_expert_intermediate_size": 256, "norm_topk_prob": True,
+}
+# NVIDIA Nemotron 3 Nano 30B-A3B's config.json key set and 52-layer pattern (4.55-era legacy layout: the
+# pattern string, `num_hidden_layers`, top-level RoPE keys), every size scaled down; 128 experts, top-6
+NANO3_PATTERN = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+NANO3_RELEASE_CONFIG: dict[str, Any] = {
+    "architectures": ["NemotronHForCausalLM"], "attention_bias": False, "attention_dropout": 0.0, "chunk_size": 16,
+    "conv_kernel": 4, "expand": 2, "head_dim": 16, "hidden_dropout": 0.0, "hidden_size": 64,
+    "hybrid_override_pattern": NANO3_PATTERN, "initializer_range": 0.05, "intermediate_size": 32,
+    "layer_norm_epsilon": 1e-05, "mamba_head_dim": 16, "mamba_hidden_act": "silu", "mamba_num_heads": 8,
+    "mamba_proj_bias": False, "mamba_ssm_cache_dtype": "float32", "max_position_embeddings": 2048,
+    "mlp_bias": False, "mlp_hidden_act": "relu2", "model_type": "nemotron_h", "moe_intermediate_size": 32,
+    "moe_shared_expert_intermediate_size": 64, "n_group": 1, "n_groups": 8, "n_routed_experts": 128,
+    "n_shared_experts": 1, "norm_eps": 1e-05, "norm_topk_prob": True, "num_attention_heads": 4,
+    "num_experts_per_tok": 6, "num_hidden_layers": len(NANO3_PATTERN), "num_key_value_heads": 2,
+    "num_logits_to_keep": 1, "partial_rotary_factor": 1.0, "rescale_prenorm_residual": True,
+    "residual_in_fp32": False, "rope_theta": 10000, "routed_scaling_factor": 2.5, "sliding_window": None,
+    "ssm_state_size": 16, "tie_word_embeddings": False, "time_step_floor": 0.0001, "time_step_max": 0.1,
+    "time_step_min": 0.001, "topk_group": 1, "torch_dtype": "bfloat16", "transformers_version": "4.55.4",
+    "use_bias": False, "use_cache": True, "use_conv_bias": True, "use_mamba_kernels": True,
+}
+MOE_MODELS = ["nemotron3_moe", "nemotron3_latent", "nemotron3_mtp", "nemotron3_nano"]
 
 ZOO: dict[str, Spec] = {
     # transformers 5.x layout: layers_block_type list and all MoE defaults; n_groups > 1, GQA, conv bias
@@ -66,6 +95,33 @@ ZOO: dict[str, Spec] = {
         "use_conv_bias": False, "tie_word_embeddings": True,
         "layers_block_type": ["linear_attention", "full_attention", "mlp", "linear_attention", "mlp"],
     }, legacy_nemotron_config=True),
+    # Nemotron 3 Nano-like: M, E and * layers; 8 experts, top-2, scaling 2.5; transformers 5.x list layout
+    "nemotron3_moe": Spec("nemotron_h", "gpt-2", {
+        **MOE_BASE, "n_routed_experts": 8, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
+        "n_group": 1, "topk_group": 1,
+        "layers_block_type": ["linear_attention", "moe", "full_attention", "linear_attention", "moe",
+                              "linear_attention", "moe"],
+    }),
+    # LatentMoE (Nemotron 3 Super): experts in a 128-wide latent space; 16 experts in 4 groups, the best 2
+    # groups chosen, top-4
+    "nemotron3_latent": Spec("nemotron_h", "qwen2", {
+        **MOE_BASE, "n_routed_experts": 16, "num_experts_per_tok": 4, "routed_scaling_factor": 1.5,
+        "n_group": 4, "topk_group": 2, "moe_latent_size": 128, "moe_intermediate_size": 128,
+        "layers_block_type": ["linear_attention", "moe", "full_attention", "moe", "linear_attention", "moe"],
+    }),
+    # an MTP head in a second shard (model.safetensors.index.json), NVIDIA's legacy config layout
+    "nemotron3_mtp": Spec("nemotron_h", "llama-bpe", {
+        **MOE_BASE, "n_routed_experts": 8, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
+        "num_nextn_predict_layers": 1,
+        "layers_block_type": ["linear_attention", "full_attention", "moe", "linear_attention", "moe"],
+    }, legacy_nemotron_config=True, mtp_head=True),
+    # a dense MLP layer beside MoE layers: ONNX only (llama.cpp's nemotron_h_moe cannot hold both)
+    "nemotron3_mixed": Spec("nemotron_h", "gpt-2", {
+        **MOE_BASE, "n_routed_experts": 4, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
+        "layers_block_type": ["linear_attention", "mlp", "moe", "full_attention"],
+    }),
+    # the real Nemotron 3 Nano layout: 52 layers, 128 experts, top-6, bf16 weights with float32 routers
+    "nemotron3_nano": Spec("nemotron_h", "gpt-2", NANO3_RELEASE_CONFIG, release_config=True, dtype="bfloat16"),
     # Llama 3 style: GQA, and frequency-dependent RoPE scaling (rope_freqs) with every band in use
     "llama": Spec("llama", "llama-bpe", {
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -106,22 +162,82 @@ def build_checkpoint(name: str, folder: Path) -> Path:
     config_class = {"nemotron_h": transformers.NemotronHConfig, "llama": transformers.LlamaConfig,
                     "mistral": transformers.MistralConfig, "qwen3": transformers.Qwen3Config,
                     "qwen2": transformers.Qwen2Config}[spec.kind]
-    config = config_class(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
-                          eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **spec.config)
+    ids = {"vocab_size": tok.get_vocab_size(), "bos_token_id": tok.token_to_id("<s>"),
+           "eos_token_id": tok.token_to_id("<|end|>"), "pad_token_id": 0}
+    config = config_class(**ids, **spec.config)
     torch.manual_seed(sum(map(ord, name)))
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=getattr(torch, spec.dtype))
+    _spread_routers(model)
     model.save_pretrained(folder)
     if spec.legacy_nemotron_config:
         _rewrite_as_legacy_nemotron(folder / "config.json")
+    if spec.release_config:
+        (folder / "config.json").write_text(json.dumps(spec.config | ids, indent=2))
+    if spec.mtp_head:
+        _add_mtp_shard(folder, config)
     return folder
+
+
+def _spread_routers(model: Any) -> None:
+    """Router weights large enough, and selection biases non-zero, that tokens go to different experts (an
+    initialised router is all zeros: every token would take the same experts)."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__ == "NemotronHTopkRouter":
+                module.weight.normal_(0.0, 0.1)
+                module.e_score_correction_bias.normal_(0.0, 0.05)
+
+
+def _add_mtp_shard(folder: Path, config: Any) -> None:
+    """Move model.safetensors to the first of two shards and put a random MTP head (the layout of Nemotron 3
+    Super's `mtp.layers.0` / `mtp.layers.1`) in the second, with the index that lists both."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(7)
+    h, experts = config.hidden_size, config.n_routed_experts
+    q, kv = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
+    ff, shared = config.moe_intermediate_size, config.moe_shared_expert_intermediate_size
+
+    def normal(*shape: int, std: float = 0.05) -> np.ndarray:
+        return rng.normal(0.0, std, shape).astype(np.float32)
+
+    def norm() -> np.ndarray:
+        return (1.0 + normal(h, std=0.1)).astype(np.float32)
+
+    head = {"mtp.layers.0.enorm.weight": norm(), "mtp.layers.0.hnorm.weight": norm(),
+            "mtp.layers.0.eh_proj.weight": normal(h, 2 * h), "mtp.layers.0.norm.weight": norm(),
+            "mtp.layers.0.mixer.q_proj.weight": normal(q, h), "mtp.layers.0.mixer.k_proj.weight": normal(kv, h),
+            "mtp.layers.0.mixer.v_proj.weight": normal(kv, h), "mtp.layers.0.mixer.o_proj.weight": normal(h, q),
+            "mtp.layers.1.norm.weight": norm(), "mtp.layers.1.final_layernorm.weight": norm(),
+            "mtp.layers.1.mixer.gate.weight": normal(experts, h, std=0.1),
+            "mtp.layers.1.mixer.gate.e_score_correction_bias": normal(experts),
+            "mtp.layers.1.mixer.shared_experts.up_proj.weight": normal(shared, h),
+            "mtp.layers.1.mixer.shared_experts.down_proj.weight": normal(h, shared)}
+    for e in range(experts):
+        head[f"mtp.layers.1.mixer.experts.{e}.up_proj.weight"] = normal(ff, h)
+        head[f"mtp.layers.1.mixer.experts.{e}.down_proj.weight"] = normal(h, ff)
+    first, second = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    (folder / "model.safetensors").rename(folder / first)
+    save_file(head, str(folder / second))
+    from safetensors import safe_open
+
+    with safe_open(str(folder / first), "np") as f:
+        weight_map = dict.fromkeys(f.keys(), first)
+    weight_map |= dict.fromkeys(head, second)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 def _rewrite_as_legacy_nemotron(path: Path) -> None:
     config = json.loads(path.read_text())
     kinds = {"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}
     pattern = "".join(kinds[k] for k in config.pop("layers_block_type"))
-    for key in [k for k in config if k.startswith(("moe_", "n_routed", "n_shared", "num_experts", "mtp_"))]:
-        del config[key]
+    if "E" in pattern:  # releases spell the MTP layout as a pattern too
+        config["mtp_hybrid_override_pattern"] = "".join(kinds[k] for k in config.pop("mtp_layers_block_type"))
+    else:  # dense releases carry no MoE keys
+        for key in [k for k in config if k.startswith(("moe_", "n_routed", "n_shared", "num_experts", "mtp_"))]:
+            del config[key]
     config |= {"hybrid_override_pattern": pattern, "num_hidden_layers": len(pattern),
                "mamba_n_groups": config.pop("n_groups"), "mamba_conv_bias": config.pop("use_conv_bias")}
     path.write_text(json.dumps(config, indent=2))
@@ -151,3 +267,45 @@ def random_tokens(n: int, vocab: int, seed: int = 0) -> list[int]:
 def mean_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
     """Mean KL divergence KL(reference || model) of the next-token distributions, per position."""
     return float(kl_divergence(reference_logits, logits).mean())
+
+
+def routing_margins(model: Any, tokens: list[int]) -> np.ndarray:
+    """Per token, the smallest gap over all MoE layers between the last expert (or expert group) a router
+    chose and the best one it did not: where it is tiny, float16 noise alone can flip the choice."""
+    import torch
+
+    gaps: list[np.ndarray] = []
+
+    def gap(scores: Any, k: int) -> Any:
+        ordered = scores.sort(dim=-1, descending=True).values
+        return ordered[:, k - 1] - ordered[:, k] if k < scores.shape[-1] else torch.full_like(ordered[:, 0], np.inf)
+
+    def record(router: Any, inputs: tuple[Any, ...], _output: Any) -> None:
+        h = inputs[0].reshape(-1, router.hidden_dim).float()
+        choice = torch.sigmoid(h @ router.weight.float().T) + router.e_score_correction_bias
+        groups, per_group = router.num_group, choice.shape[-1] // router.num_group
+        group_scores = choice.view(-1, groups, per_group).topk(2, dim=-1).values.sum(-1)
+        kept = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(router.topk_group, dim=-1).indices, 1)
+        masked = choice.masked_fill(~kept.bool().repeat_interleave(per_group, 1), -np.inf)
+        gaps.append(torch.minimum(gap(masked, router.top_k), gap(group_scores, router.topk_group)).numpy())
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if type(m).__name__ == "NemotronHTopkRouter"]
+    try:
+        reference_logits(model, tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return np.min(gaps, axis=0)
+
+
+def decisive_tokens(model: Any, n: int, vocab: int, seed: int, gap: float = 1e-6) -> list[int]:
+    """`random_tokens(n, vocab, seed)`; for a MoE model, the first of the seeds seed, seed + 1000, ... whose
+    routing (in transformers float32) has no gap below `gap` anywhere. A near tie flips on float32 rounding
+    alone, and then the converted model computes another, equally valid, continuation."""
+    if not any(type(m).__name__ == "NemotronHTopkRouter" for m in model.modules()):
+        return random_tokens(n, vocab, seed)
+    for attempt in range(50):
+        tokens = random_tokens(n, vocab, seed + 1000 * attempt)
+        if routing_margins(model, tokens).min() >= gap:
+            return tokens
+    raise AssertionError(f"no sequence of {n} tokens without a routing gap below {gap}")

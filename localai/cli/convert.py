@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                    help="tensorrt: longest context the engine serves (default min(4096, the model's))")
     p.add_argument("--max-prefill", type=int, metavar="N",
                    help="tensorrt: most new tokens in one call (default min(1024, --max-context))")
+    p.add_argument("--no-mtp", dest="mtp", action="store_false",
+                   help="gguf: leave out a multi-token-prediction head (kept by default; onnx/tensorrt never keep it)")
     p.add_argument("-o", "--output", type=Path, help="package folder to create (default: in the local store)")
     p.add_argument("--name", help="package name (default: derived from SRC and --quant)")
     p.add_argument("--force", action="store_true", help="replace an existing package of that name")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     package = convert(args.source, to=args.to, quant=args.quant, output=args.output, name=args.name,
                       force=args.force, threads=args.threads, flavor=args.flavor, block_size=args.block_size,
                       compute_capabilities=args.compute_capability, max_context=args.max_context,
-                      max_prefill=args.max_prefill, progress=progress)
+                      max_prefill=args.max_prefill, mtp=args.mtp, progress=progress,
+                      notice=lambda text: print(f"note: {text}", file=sys.stderr))
     if args.json:
         print(json.dumps({"package": str(package.root), "manifest": package.manifest.to_dict()}))
     else:

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         ("reasoning", f"{m.thinking.start} ... {m.thinking.end}" if m.thinking else "no markers"),
         ("tokenizer", ", ".join(f"{k} {m.tokenizer[k]}" for k in ("model", "pre", "size") if k in m.tokenizer)),
     ]
+    if m.parameters:
+        lines.append(("parameters", _parameters(m.parameters)))
     if m.generation_defaults:
         lines.append(("generation defaults", ", ".join(f"{k}={v}" for k, v in m.generation_defaults.items())))
     if m.graph:
@@ -55,3 +57,22 @@ def _converter(converter: dict[str, object]) -> str:
     libraries = ", ".join(f"{k} {v}" for k, v in converter.items() if k not in ("name", "version"))
     head = f"{converter.get('name', 'unknown')} {converter.get('version', '')}".strip()
     return head + (f" ({libraries})" if libraries else "")
+
+
+def _parameters(counts: dict[str, object]) -> str:
+    """"3.2B total, 0.6B active per token; 128 routed experts (6 per token) + 1 shared; MTP head"."""
+    def count(n: object) -> str:
+        value = float(n) if isinstance(n, int | float) else 0.0
+        for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+            if value >= scale:
+                return f"{value / scale:.1f}{unit}"
+        return f"{value:.0f}"
+
+    text = f"{count(counts.get('total'))} total, {count(counts.get('active'))} active per token"
+    experts = counts.get("experts")
+    if isinstance(experts, dict):
+        text += (f"; {experts.get('routed')} routed experts ({experts.get('per_token')} per token)"
+                 f" + {experts.get('shared')} shared")
+    if counts.get("mtp_layers"):
+        text += "; MTP head"
+    return text

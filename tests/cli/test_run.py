@@ -12,7 +12,8 @@ PROMPT = "the model reads a short note about rivers and 42 apples"
 
 
 @pytest.mark.parametrize("fmt", ["gguf", "onnx"])
-@pytest.mark.parametrize("name", ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3"])
+@pytest.mark.parametrize("name", ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3", "nemotron3_moe",
+                                  "nemotron3_latent", "nemotron3_mtp", "nemotron3_nano"])
 def test_greedy_raw_run_matches_transformers_generate(name, fmt, cli, package, onnx_package, checkpoint, reference):
     folder = package(name, "f32") if fmt == "gguf" else onnx_package(name, "fp32")
     result = cli("run", str(folder), "--prompt", PROMPT, "--raw", "--temperature", "0",

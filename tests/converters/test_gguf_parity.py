@@ -12,7 +12,8 @@ import pytest
 import localai
 from tests import zoo
 
-MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2"]
+MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2", "nemotron3_moe", "nemotron3_latent",
+          "nemotron3_mtp"]
 N_TOKENS, PREFILL = 80, 24
 TOLERANCE = {"f32": 1e-3, "f16": 5e-3}
 
@@ -23,8 +24,14 @@ def _model_tokens_and_reference(name, quant, package, checkpoint, reference):
     return model, tokens, zoo.reference_logits(reference(checkpoint(name)), tokens)
 
 
-@pytest.mark.parametrize("quant", ["f32", "f16"])
-@pytest.mark.parametrize("name", MODELS)
+def _params(models: list[str]) -> list[tuple[str, str]]:
+    """(model, type) pairs: f32 for every model; f16 for the dense ones (MoE f16 has its own test below), and
+    the 52-layer Nemotron 3 Nano layout in f32."""
+    return [(m, q) for m in models for q in ("f32", "f16") if q == "f32" or m not in zoo.MOE_MODELS] + [
+        ("nemotron3_nano", "f32")]
+
+
+@pytest.mark.parametrize(("name", "quant"), _params(MODELS))
 def test_full_sequence_logits_match_transformers(name, quant, package, checkpoint, reference):
     model, tokens, expected = _model_tokens_and_reference(name, quant, package, checkpoint, reference)
     got = model.backend.logits(tokens)
@@ -33,8 +40,7 @@ def test_full_sequence_logits_match_transformers(name, quant, package, checkpoin
     assert np.abs(got - expected).max() <= TOLERANCE[quant]
 
 
-@pytest.mark.parametrize("quant", ["f32", "f16"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize(("name", "quant"), _params(MODELS))
 def test_incremental_logits_match_transformers(name, quant, package, checkpoint, reference):
     model, tokens, expected = _model_tokens_and_reference(name, quant, package, checkpoint, reference)
     backend = model.backend
@@ -45,6 +51,27 @@ def test_incremental_logits_match_transformers(name, quant, package, checkpoint,
     got = np.stack(steps)
     assert backend.n_past == N_TOKENS
     assert np.abs(got - expected[PREFILL - 1 :]).max() <= TOLERANCE[quant]
+
+
+NEAR_TIE = 1e-3  # a router gap float16 noise can close
+# f16 mean KL over all positions, near ties included: regression bounds with head-room over what was
+# measured (docs/gguf-conversion.md); the 52-layer, 128-expert layout flips many near-tied choices
+MOE_F16_KL_BOUND = {"nemotron3_moe": 1e-5, "nemotron3_latent": 1e-4, "nemotron3_mtp": 1e-5, "nemotron3_nano": 1e-2}
+
+
+@pytest.mark.parametrize("name", [*zoo.MOE_MODELS])
+def test_moe_f16_matches_transformers_where_routing_has_no_near_tie(name, package, checkpoint, reference):
+    """f16 activations move router scores by ~1e-4, enough to flip an expert choice whose gap is smaller: a
+    flipped token is another computation, not an error. Positions whose routing has no gap below NEAR_TIE in
+    any layer (measured on transformers) must match within the f16 tolerance; all positions bound the KL."""
+    model, tokens, expected = _model_tokens_and_reference(name, "f16", package, checkpoint, reference)
+    got = model.backend.logits(tokens)
+    model.close()
+    clear = zoo.routing_margins(reference(checkpoint(name)), tokens) >= NEAR_TIE
+    if name != "nemotron3_nano":  # 23 layers of 128 experts: hardly a position without a near tie
+        assert clear.mean() >= 0.9
+        assert np.abs(got - expected)[clear].max() <= TOLERANCE["f16"]
+    assert zoo.mean_kl(expected, got) <= MOE_F16_KL_BOUND[name]
 
 
 # Bounds measured on these checkpoints (see docs/gguf-conversion.md), with head-room; random weights
