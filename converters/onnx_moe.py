@@ -1,11 +1,16 @@
 """Nemotron 3's mixture-of-experts mixer as ONNX: the router, each expert on the tokens routed to it, the
 shared expert, and LatentMoE's projections (converters/nemotron_h_moe.py describes the layer).
 
-Standard operators only, in both flavours: ONNX Runtime 1.32's `com.microsoft.MoE` / `QMoE` route with a
-softmax over their own logits and know no squared-ReLU experts, so they cannot reproduce Nemotron's sigmoid
-router with a selection bias and group limits (docs/onnx-conversion.md). Each expert runs only on its own
-tokens (NonZero, Gather, ScatterND), as transformers does, so compute follows the active parameters, not the
-total, and every weight type of onnx_quant.py applies to the experts unchanged.
+Standard operators only, in both flavours: ONNX Runtime 1.32's `com.microsoft.MoE` / `QMoE` have no
+squared-ReLU experts on the CPU (only CUDA's kernels do), so they cannot run Nemotron's experts here
+(docs/onnx-conversion.md). Every weight type of onnx_quant.py applies to the experts unchanged.
+
+- `ort` flavour: each expert runs only on the tokens routed to it (NonZero, Gather, ScatterND), as
+  transformers does, so compute follows the active parameters, not the total.
+- `portable` flavour (TensorRT): TensorRT for RTX 1.7's parser has no NonZero (it wants a plugin), and
+  nothing else selects a data-dependent set of rows, so every expert runs on every token and its output is
+  weighted by the routing weight, zero for the tokens not routed to it. Exact, but the compute of all
+  experts: a GPU runtime with its own MoE kernel is the fast path for the large models.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ def moe_block(d: Decoder, x: str, mixer: str, moe: MoEArgs, hidden: int) -> str:
     total = g.op("ConstantOfShape", g.op("Shape", routed))  # float32 zeros
     for e in range(moe.experts):
         column = g.op("Gather", weights, g.const(e), axis=1)  # [tokens]
+        expert = f"{mixer}.experts.{e}"
+        if d.weights.flavor == "portable":  # every token; adding 0 x a finite output changes nothing
+            y = d.relu2_mlp(routed, f"{expert}.up_proj", f"{expert}.down_proj", False)
+            total = g.op("Add", total, g.op("Mul", y, g.op("Unsqueeze", column, g.const([1]))))
+            continue
         rows = g.op("Transpose", g.op("NonZero", g.op("Greater", column, g.const(0.0, np.float32))))  # [n, 1]
         index = g.op("Reshape", rows, g.const([-1]))
-        expert = f"{mixer}.experts.{e}"
         y = d.relu2_mlp(g.op("Gather", routed, index, axis=0), f"{expert}.up_proj", f"{expert}.down_proj", False)
         y = g.op("Mul", y, g.op("Unsqueeze", g.op("Gather", column, index, axis=0), g.const([1])))
         # tokens are unique within one expert: add its rows to theirs, in expert order as transformers does

@@ -48,6 +48,7 @@ class Spec:
     release_config: bool = False  # write `config` itself as config.json (a release's exact key set)
     dtype: str = "float32"  # of the saved weights (MoE routers stay float32, as in the releases)
     mtp_head: bool = False  # add a random MTP head (which transformers ignores) in a second shard
+    chatml: bool = False  # Nemotron 3's chat conventions: ChatML turns, NEMOTRON3_TEMPLATE
 
 
 NEMOTRON_BASE = {
@@ -101,27 +102,28 @@ ZOO: dict[str, Spec] = {
         "n_group": 1, "topk_group": 1,
         "layers_block_type": ["linear_attention", "moe", "full_attention", "linear_attention", "moe",
                               "linear_attention", "moe"],
-    }),
+    }, chatml=True),
     # LatentMoE (Nemotron 3 Super): experts in a 128-wide latent space; 16 experts in 4 groups, the best 2
     # groups chosen, top-4
     "nemotron3_latent": Spec("nemotron_h", "qwen2", {
         **MOE_BASE, "n_routed_experts": 16, "num_experts_per_tok": 4, "routed_scaling_factor": 1.5,
         "n_group": 4, "topk_group": 2, "moe_latent_size": 128, "moe_intermediate_size": 128,
         "layers_block_type": ["linear_attention", "moe", "full_attention", "moe", "linear_attention", "moe"],
-    }),
+    }, chatml=True),
     # an MTP head in a second shard (model.safetensors.index.json), NVIDIA's legacy config layout
     "nemotron3_mtp": Spec("nemotron_h", "llama-bpe", {
         **MOE_BASE, "n_routed_experts": 8, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
         "num_nextn_predict_layers": 1,
         "layers_block_type": ["linear_attention", "full_attention", "moe", "linear_attention", "moe"],
-    }, legacy_nemotron_config=True, mtp_head=True),
+    }, legacy_nemotron_config=True, mtp_head=True, chatml=True),
     # a dense MLP layer beside MoE layers: ONNX only (llama.cpp's nemotron_h_moe cannot hold both)
     "nemotron3_mixed": Spec("nemotron_h", "gpt-2", {
         **MOE_BASE, "n_routed_experts": 4, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,
         "layers_block_type": ["linear_attention", "mlp", "moe", "full_attention"],
     }),
     # the real Nemotron 3 Nano layout: 52 layers, 128 experts, top-6, bf16 weights with float32 routers
-    "nemotron3_nano": Spec("nemotron_h", "gpt-2", NANO3_RELEASE_CONFIG, release_config=True, dtype="bfloat16"),
+    "nemotron3_nano": Spec("nemotron_h", "gpt-2", NANO3_RELEASE_CONFIG, release_config=True, dtype="bfloat16",
+                           chatml=True),
     # Llama 3 style: GQA, and frequency-dependent RoPE scaling (rope_freqs) with every band in use
     "llama": Spec("llama", "llama-bpe", {
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -146,9 +148,45 @@ ZOO: dict[str, Spec] = {
 }
 
 
-def build_tokenizer(style: str, folder: Path) -> Any:
+# Nemotron 3's chat conventions, in a template of our own: ChatML turns; `enable_thinking` (default on) opens
+# the answer with "<think>\n", off writes an empty "<think></think>"; `truncate_history_thinking` (default
+# on) empties the thoughts of the assistant turns before the last user message
+NEMOTRON3_TEMPLATE = """\
+{%- set thinking = enable_thinking if enable_thinking is defined else true -%}
+{%- set truncate = truncate_history_thinking if truncate_history_thinking is defined else true -%}
+{%- set ns = namespace(last_user=-1) -%}
+{%- for m in messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}{%- endfor -%}
+{%- for m in messages -%}
+{%- if m['role'] == 'assistant' -%}
+{%- set parts = m['content'].split('</think>') -%}
+{%- set thought = parts[0].split('<think>')[-1] | trim if parts | length > 1 else '' -%}
+{%- if truncate and loop.index0 < ns.last_user -%}{%- set thought = '' -%}{%- endif -%}
+<|im_start|>assistant
+<think>{{ thought }}</think>{{ parts[-1] | trim }}<|im_end|>
+{% else -%}
+<|im_start|>{{ m['role'] }}
+{{ m['content'] }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{{ '<think>\n' if thinking else '<think></think>' }}
+{%- endif -%}
+"""
+CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
+
+
+def build_tokenizer(style: str, folder: Path, *, chatml: bool = False) -> Any:
     tok = train_tokenizer(512, **TOKENIZER_STYLES[style])
+    if chatml:
+        from tokenizers import AddedToken
+
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CHATML_TOKENS])
     save_tokenizer(tok, folder)
+    if chatml:
+        path = folder / "tokenizer_config.json"
+        config = json.loads(path.read_text()) | {"eos_token": "<|im_end|>", "chat_template": NEMOTRON3_TEMPLATE}
+        path.write_text(json.dumps(config, indent=2))
     return tok
 
 
@@ -158,12 +196,12 @@ def build_checkpoint(name: str, folder: Path) -> Path:
     import transformers
 
     spec = ZOO[name]
-    tok = build_tokenizer(spec.tokenizer, folder)
+    tok = build_tokenizer(spec.tokenizer, folder, chatml=spec.chatml)
     config_class = {"nemotron_h": transformers.NemotronHConfig, "llama": transformers.LlamaConfig,
                     "mistral": transformers.MistralConfig, "qwen3": transformers.Qwen3Config,
                     "qwen2": transformers.Qwen2Config}[spec.kind]
     ids = {"vocab_size": tok.get_vocab_size(), "bos_token_id": tok.token_to_id("<s>"),
-           "eos_token_id": tok.token_to_id("<|end|>"), "pad_token_id": 0}
+           "eos_token_id": tok.token_to_id("<|im_end|>" if spec.chatml else "<|end|>"), "pad_token_id": 0}
     config = config_class(**ids, **spec.config)
     torch.manual_seed(sum(map(ord, name)))
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=getattr(torch, spec.dtype))

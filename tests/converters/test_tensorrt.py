@@ -19,7 +19,7 @@ MAX_CONTEXT, MAX_PREFILL = zoo.ENGINE_MAX_CONTEXT, zoo.ENGINE_MAX_PREFILL
 
 
 @pytest.mark.parametrize("quant", ["fp16", "int4"])
-@pytest.mark.parametrize("name", ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3"])
+@pytest.mark.parametrize("name", ["nemotron_h", "nemotron_h_legacy", "llama", "qwen3", "nemotron3_latent"])
 def test_engines_build_on_the_cpu_and_the_manifest_describes_them(name, quant, engine_package, cli):
     root = engine_package(name, quant)
     manifest = json.loads((root / "manifest.json").read_text())
