@@ -153,8 +153,30 @@ def random_nemotron_h_weights(config: dict[str, Any], seed: int = 0) -> dict[str
                 f"{p}.mixer.v_proj.weight": normal(kv * head_dim, h),
                 f"{p}.mixer.o_proj.weight": normal(h, heads * head_dim),
             }
+        elif kind == "E":
+            weights |= _random_moe_weights(config, f"{p}.mixer", normal, rng)
         else:
             weights |= {f"{p}.mixer.up_proj.weight": normal(ff, h), f"{p}.mixer.down_proj.weight": normal(h, ff)}
+    return weights
+
+
+def _random_moe_weights(config: dict[str, Any], mixer: str, normal: Any, rng: np.random.Generator,
+                        ) -> dict[str, np.ndarray]:
+    """A Nemotron 3 MoE mixer: a router that spreads tokens over the experts (a selection bias too), the
+    routed experts one tensor each (as releases store them), the shared expert, LatentMoE's projections."""
+    h, experts = config["hidden_size"], config["n_routed_experts"]
+    ff, shared = config["moe_intermediate_size"], config["moe_shared_expert_intermediate_size"]
+    width = config.get("moe_latent_size") or h
+    weights = {f"{mixer}.gate.weight": rng.normal(0.0, 0.1, (experts, h)).astype(np.float32),
+               f"{mixer}.gate.e_score_correction_bias": rng.normal(0.0, 0.05, experts).astype(np.float32),
+               f"{mixer}.shared_experts.up_proj.weight": normal(shared, h),
+               f"{mixer}.shared_experts.down_proj.weight": normal(h, shared)}
+    for e in range(experts):
+        weights[f"{mixer}.experts.{e}.up_proj.weight"] = normal(ff, width)
+        weights[f"{mixer}.experts.{e}.down_proj.weight"] = normal(width, ff)
+    if config.get("moe_latent_size"):
+        weights |= {f"{mixer}.fc1_latent_proj.weight": normal(width, h),
+                    f"{mixer}.fc2_latent_proj.weight": normal(h, width)}
     return weights
 
 

@@ -169,6 +169,25 @@ def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
+_CONVERT_REPORTING_PEAK = """
+import json, sys
+from pathlib import Path
+from converters import convert
+convert(sys.argv[1], output=Path(sys.argv[2]), **json.loads(sys.argv[3]))
+# the peak of this process's own memory: ru_maxrss would keep the parent's size from before exec
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def convert_peak_rss_mb(source: Path, output: Path, **options: object) -> float:
+    """Peak resident memory (MiB) of converting `source` to `output` with `options` in a child process."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _CONVERT_REPORTING_PEAK, str(source), str(output),
+                             json.dumps(options)], capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1]) / 1024
+
+
 def run_localai(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """`localai ARGS` in a child process (for signals and process-level behaviour)."""
     return subprocess.run([sys.executable, "-m", "localai.cli", *args], capture_output=True, text=True, check=False,

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from localai.demo_model import write_random_nemotron_h
-
-CONVERT = """
-import resource, sys
-from pathlib import Path
-from converters import convert
-convert(sys.argv[1], to="onnx", quant=sys.argv[2], output=Path(sys.argv[3]))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+from tests.conftest import convert_peak_rss_mb
 
 
 def _peak_rss_mb(folder, quant, out) -> float:
-    result = subprocess.run([sys.executable, "-c", CONVERT, str(folder), quant, str(out)], capture_output=True,
-                            text=True, check=True)
-    return int(result.stdout.split()[-1]) / 1024
+    return convert_peak_rss_mb(folder, out, to="onnx", quant=quant)
 
 
 def test_peak_memory_does_not_grow_with_the_number_of_layers(tmp_path):
