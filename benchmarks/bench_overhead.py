@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from convert_gguf import build_checkpoint
+from convert_gguf import CONFIG, build_checkpoint
 
 from localai.bench import BenchSettings, measure_isolated
 from localai.model import resolve
@@ -110,7 +110,7 @@ def default_packages(workdir: Path) -> list[Path]:
 
     src = workdir / "nemotron-h-250m-bf16"
     if not (src / "model.safetensors").is_file():
-        print(f"building checkpoint: {build_checkpoint(src) / 1e6:.0f}M parameters", file=sys.stderr)
+        print(f"building checkpoint: {build_checkpoint(src, CONFIG) / 1e6:.0f}M parameters", file=sys.stderr)
     packages = []
     for quant in ("f16", "q4_k_m"):
         out = workdir / f"bench-gguf-{quant}"

@@ -2,9 +2,10 @@
 
 Both converters run on the same checkpoint in the same session, alternating, each in its own process;
 the script reports wall time and peak RSS (medians over --repeat runs) and checks that the two GGUFs
-give the same logits in llama.cpp.
+give the same logits in llama.cpp. `--model moe` takes a Nemotron 3-style MoE hybrid of the same size
+instead of the dense Nemotron Nano 2-style one.
 
-    .venv/bin/python benchmarks/convert_gguf.py --llama-cpp DIR [--repeat 3] [--workdir /tmp/bench]
+    .venv/bin/python benchmarks/convert_gguf.py --llama-cpp DIR [--model dense|moe] [--repeat 3] [--workdir DIR]
 
 DIR is a llama.cpp source tree (its convert_hf_to_gguf.py, conversion/ and gguf-py/); the
 llama-cpp-python sdist carries one under vendor/llama.cpp:
@@ -38,12 +39,18 @@ from localai.demo_model import nemotron_h_config, random_nemotron_h_weights, sav
 CONFIG = {"hidden_size": 1024, "hybrid_override_pattern": "M-M-M*-M-M-M-M*-M-M-M-M*-", "num_attention_heads": 8,
           "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 3584, "mamba_num_heads": 32,
           "mamba_head_dim": 64, "ssm_state_size": 128, "n_groups": 8}
+# ~265M parameters (~140M active): 14 layers (6 Mamba2, 2 attention, 6 MoE of 24 experts, top-4, one shared
+# expert), Nemotron 3 Nano's layer order, hidden 1024, untied 32k vocabulary
+MOE_CONFIG = {**CONFIG, "hybrid_override_pattern": "MEMEM*EMEMEM*E", "n_routed_experts": 24, "num_experts_per_tok": 4,
+              "moe_intermediate_size": 512, "moe_shared_expert_intermediate_size": 1024, "n_group": 1,
+              "topk_group": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": True, "n_shared_experts": 1}
+CONFIGS = {"dense": CONFIG, "moe": MOE_CONFIG}
 VOCAB = 32768
 
 LLAMA_CPP_RUNNER = """
 import sys
 sys.path[:0] = [{tree!r}, {tree!r} + "/gguf-py"]
-sys.argv = ["convert_hf_to_gguf.py", {src!r}, "--outtype", "f16", "--outfile", {out!r}]
+sys.argv = ["convert_hf_to_gguf.py", {src!r}, "--outtype", {outtype!r}, "--outfile", {out!r}]
 import json
 from conversion import base
 base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
@@ -76,11 +83,11 @@ def write_bf16_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
             blob.tofile(fh)
 
 
-def build_checkpoint(folder: Path) -> int:
+def build_checkpoint(folder: Path, overrides: dict) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(512)
     save_tokenizer(tok, folder)
-    config = nemotron_h_config(VOCAB, **CONFIG)
+    config = nemotron_h_config(VOCAB, **overrides)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     weights = random_nemotron_h_weights(config)
     write_bf16_safetensors(folder / "model.safetensors", weights)
@@ -100,7 +107,7 @@ def measure(code: str) -> tuple[float, float]:
     return float(out[0]), float(out[1]) / 1024
 
 
-def compare_tensors(ours: Path, theirs: Path) -> dict[str, int | float]:
+def compare_tensors(ours: Path, theirs: Path, config: dict) -> dict[str, int | float]:
     """Tensor-by-tensor comparison. llama.cpp's converter permutes each attention head's Q/K rows as it
     does for RoPE models; Nemotron-H attention has no RoPE, so both layouts compute the same scores."""
     import gguf
@@ -109,7 +116,7 @@ def compare_tensors(ours: Path, theirs: Path) -> dict[str, int | float]:
 
     a = {t.name: t for t in gguf.GGUFReader(ours).tensors}
     b = {t.name: t for t in gguf.GGUFReader(theirs).tensors}
-    heads = {"attn_q": CONFIG["num_attention_heads"], "attn_k": CONFIG["num_key_value_heads"]}
+    heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
     result: dict[str, int | float] = {"tensors": len(a), "identical": 0, "permuted_qk": 0, "max_other_diff": 0.0}
     assert a.keys() == b.keys(), a.keys() ^ b.keys()
     for name, tensor in a.items():
@@ -143,22 +150,25 @@ def main() -> None:
     parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/localai-bench"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(CONFIGS), default="dense")
     args = parser.parse_args()
     tree = str(args.llama_cpp.resolve())
-    src = args.workdir / "nemotron-h-250m-bf16"
+    config = CONFIGS[args.model]
+    src = args.workdir / f"nemotron-h-{args.model}-250m-bf16"
     if not (src / "model.safetensors").is_file():
-        print(f"building checkpoint: {build_checkpoint(src) / 1e6:.0f}M parameters", file=sys.stderr)
+        print(f"building checkpoint: {build_checkpoint(src, config) / 1e6:.0f}M parameters", file=sys.stderr)
     size_mb = (src / "model.safetensors").stat().st_size / 1e6
     runs: dict[str, list[tuple[float, float]]] = {"localai": [], "llama.cpp": []}
-    outputs = {"localai": args.workdir / "localai-f16", "llama.cpp": args.workdir / "llama-cpp-f16.gguf"}
+    outputs = {"localai": args.workdir / f"localai-{args.model}-f16",
+               "llama.cpp": args.workdir / f"llama-cpp-{args.model}-f16.gguf"}
     for _ in range(args.repeat):
         for name in runs:
             subprocess.run(["rm", "-rf", str(outputs[name])], check=True)
             subprocess.run(["cat", str(src / "model.safetensors")], stdout=subprocess.DEVNULL, check=True)
             runner = LOCALAI_RUNNER if name == "localai" else LLAMA_CPP_RUNNER
-            runs[name].append(measure(runner.format(tree=tree, src=str(src), out=str(outputs[name]))))
+            runs[name].append(measure(runner.format(tree=tree, src=str(src), out=str(outputs[name]), outtype="f16")))
     diff = same_logits(outputs["localai"] / "bench.gguf", outputs["llama.cpp"])
-    tensors = compare_tensors(outputs["localai"] / "bench.gguf", outputs["llama.cpp"])
+    tensors = compare_tensors(outputs["localai"] / "bench.gguf", outputs["llama.cpp"], config)
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs, "
           f"Python {platform.python_version()}; checkpoint {size_mb:.0f} MB bf16; {args.repeat} runs each")
     print("| converter | wall time (median, s) | peak RSS (median, MB) | runs (s) |")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from convert_gguf import build_checkpoint, measure
+from convert_gguf import CONFIG, build_checkpoint, measure
 
 import localai
 
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     src = args.workdir / "nemotron-h-250m-bf16"
     if not (src / "model.safetensors").is_file():
-        print(f"building checkpoint: {build_checkpoint(src) / 1e6:.0f}M parameters", file=sys.stderr)
+        print(f"building checkpoint: {build_checkpoint(src, CONFIG) / 1e6:.0f}M parameters", file=sys.stderr)
 
     converted: dict[tuple[str, str], tuple[Path, float, float]] = {}
     for to, quant in PACKAGES:

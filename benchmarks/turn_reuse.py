@@ -15,7 +15,7 @@ import platform
 import sys
 from pathlib import Path
 
-from convert_gguf import build_checkpoint
+from convert_gguf import CONFIG, build_checkpoint
 
 import localai
 from localai.chat import Conversation, collect
@@ -49,7 +49,7 @@ def main() -> None:
 
         src, package = args.workdir / "nemotron-h-250m-bf16", args.workdir / "turns-gguf-f16"
         if not (src / "model.safetensors").is_file():
-            print(f"building checkpoint: {build_checkpoint(src) / 1e6:.0f}M parameters", file=sys.stderr)
+            print(f"building checkpoint: {build_checkpoint(src, CONFIG) / 1e6:.0f}M parameters", file=sys.stderr)
         if not package.is_dir():
             convert(str(src), quant="f16", output=package)
     without = ttfts(package, args.turns, args.threads, 0)

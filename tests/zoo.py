@@ -115,7 +115,7 @@ ZOO: dict[str, Spec] = {
         **MOE_BASE, "n_routed_experts": 8, "num_experts_per_tok": 2, "routed_scaling_factor": 2.5,
         "num_nextn_predict_layers": 1,
         "layers_block_type": ["linear_attention", "full_attention", "moe", "linear_attention", "moe"],
-    }, legacy_nemotron_config=True, mtp_head=True, chatml=True),
+    }, legacy_nemotron_config=True, mtp_head=True),
     # a dense MLP layer beside MoE layers: ONNX only (llama.cpp's nemotron_h_moe cannot hold both)
     "nemotron3_mixed": Spec("nemotron_h", "gpt-2", {
         **MOE_BASE, "n_routed_experts": 4, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1,

@@ -98,10 +98,10 @@ def test_unknown_model_type_names_supported_ones(cli, small_checkpoint, to):
                           fragment="supported: llama, mistral, nemotron_h")
 
 
-def test_moe_layers_are_refused(cli, small_checkpoint):
+def test_moe_layers_without_expert_settings_are_refused(cli, small_checkpoint):
     config = json.loads((small_checkpoint / "config.json").read_text())
     (small_checkpoint / "config.json").write_text(json.dumps(config | {"hybrid_override_pattern": "M*EM"}))
-    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="MoE layers")
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment="config.json lacks 'n_routed_experts'")
 
 
 def test_truncated_safetensors(cli, small_checkpoint):

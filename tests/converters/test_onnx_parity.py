@@ -28,9 +28,12 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 # the portable flavour (TensorRT's input) has no `If`: Mamba2 takes the chunked scan for one token too; its
 # fp16 computes matrix products in float16
 VARIANTS = [("fp32", "ort"), ("fp16", "ort"), ("fp32", "portable"), ("fp16", "portable")]
-# MoE models in fp16 flip near-tied expert choices: test_moe_fp16_matches_transformers_where_routing_is_clear
+# MoE models in fp16 flip near-tied expert choices: test_moe_fp16_matches_transformers_where_routing_is_clear;
+# the 52-layer, 128-expert layout runs in the ort flavour only (the other MoE fixtures cover portable, whose
+# every-expert graph costs it ~20 s a load)
 PARAMS = [(name, quant, flavor) for name in MODELS for quant, flavor in VARIANTS
-          if quant == "fp32" or name not in [*zoo.MOE_MODELS, "nemotron3_mixed"]]
+          if (quant == "fp32" or name not in [*zoo.MOE_MODELS, "nemotron3_mixed"])
+          and (name, flavor) != ("nemotron3_nano", "portable")]
 
 
 @pytest.mark.parametrize(("name", "quant", "flavor"), PARAMS)
