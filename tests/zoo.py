@@ -177,7 +177,8 @@ CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
 def build_tokenizer(style: str, folder: Path, *, chatml: bool = False) -> Any:
-    tok = train_tokenizer(512, **TOKENIZER_STYLES[style])
+    """A 512-token tokenizer of `style` (ChatML's two special tokens included when `chatml`)."""
+    tok = train_tokenizer(512 - len(CHATML_TOKENS) * chatml, **TOKENIZER_STYLES[style])
     if chatml:
         from tokenizers import AddedToken
 
