@@ -39,7 +39,7 @@ from localai.demo_model import nemotron_h_config, random_nemotron_h_weights, sav
 CONFIG = {"hidden_size": 1024, "hybrid_override_pattern": "M-M-M*-M-M-M-M*-M-M-M-M*-", "num_attention_heads": 8,
           "num_key_value_heads": 2, "head_dim": 128, "intermediate_size": 3584, "mamba_num_heads": 32,
           "mamba_head_dim": 64, "ssm_state_size": 128, "n_groups": 8}
-# ~265M parameters (~140M active): 14 layers (6 Mamba2, 2 attention, 6 MoE of 24 experts, top-4, one shared
+# 287M parameters (161M active): 14 layers (6 Mamba2, 2 attention, 6 MoE of 24 experts, top-4, one shared
 # expert), Nemotron 3 Nano's layer order, hidden 1024, untied 32k vocabulary
 MOE_CONFIG = {**CONFIG, "hybrid_override_pattern": "MEMEM*EMEMEM*E", "n_routed_experts": 24, "num_experts_per_tok": 4,
               "moe_intermediate_size": 512, "moe_shared_expert_intermediate_size": 1024, "n_group": 1,
