@@ -63,9 +63,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     gguf_rows, onnx_rows = [], []
     for name in args.models:
-        checkpoint = args.workdir / name
-        if not (checkpoint / "config.json").is_file():
-            zoo.build_checkpoint(name, checkpoint)
+        checkpoint = zoo.checkpoint_in(args.workdir, name)
         tokens = zoo.random_tokens(80, 500, seed=2)
         reference = zoo.reference_logits(zoo.reference_model(checkpoint), tokens)
         for quant in GGUF_TYPES:

@@ -30,9 +30,7 @@ def main() -> None:
     print("| model | type | max abs logit diff | mean KL | top-1 agreement |")
     print("|---|---|---|---|---|")
     for name in args.models:
-        checkpoint = args.workdir / name
-        if not (checkpoint / "config.json").is_file():
-            zoo.build_checkpoint(name, checkpoint)
+        checkpoint = zoo.checkpoint_in(args.workdir, name)
         tokens = zoo.random_tokens(80, 500, seed=2)
         reference = zoo.reference_logits(zoo.reference_model(checkpoint), tokens)
         for quant in TYPES:

@@ -102,6 +102,8 @@ def convert(
         dropped = arch.dropped_tensors(args, present) if hasattr(arch, "dropped_tensors") else []
         check_sources(plan, shapes, arch.IGNORED_TENSORS, dropped)
         vocab = tokenizer.gguf_vocab(args.vocab_size)  # checks the tokenizer against the embedding size
+        if to == "gguf":
+            to_gguf.check_hparams(arch, args)
         if to != "gguf" and not hasattr(arch, "build_onnx"):
             raise ConversionError(f"{to} export is not available for model_type {ckpt.config['model_type']!r}")
         engine = (to_tensorrt.check(quant, compute_capabilities, max_context, max_prefill, args.context_length)

@@ -31,6 +31,13 @@ def hparam(config: dict[str, Any], *keys: str, cast: Callable[[Any], T] = int, d
     return default
 
 
+def flag(value: Any) -> bool:
+    """A JSON true/false (a string such as "false" would be truthy): the `cast` of boolean hparams."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
 def positive(name: str, value: int) -> int:
     if value <= 0:
         raise ConversionError(f"config.json: {name!r} must be positive, got {value}")

@@ -15,7 +15,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from converters.hparams import hparam, positive, rope_settings
+from converters.hparams import flag, hparam, positive, rope_settings
 from converters.onnx_layers import Decoder
 from converters.tensors import NameMap, OutputTensor, direct, transformed
 from localai.errors import ConversionError
@@ -72,10 +72,10 @@ class ModelArgs:
             norm_eps=hparam(config, "rms_norm_eps", cast=float, default=1e-6),
             rope_theta=theta,
             rope_scaling=scaling,
-            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
+            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=flag, default=False),
             context_length=positive("max_position_embeddings", context),
-            attention_bias=hparam(config, "attention_bias", cast=bool, default=False),
-            mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
+            attention_bias=hparam(config, "attention_bias", cast=flag, default=False),
+            mlp_bias=hparam(config, "mlp_bias", cast=flag, default=False),
         )
         if args.rope_type not in SUPPORTED_ROPE:
             raise ConversionError(

@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 
 from converters import nemotron_h_moe
-from converters.hparams import hparam, positive
+from converters.hparams import flag, hparam, positive
 from converters.nemotron_h_moe import MTP_PREFIX, MoEArgs
 from converters.onnx_layers import Decoder, Mamba2Dims
 from converters.onnx_moe import moe_block
@@ -31,6 +31,7 @@ GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H
 IGNORED_TENSORS: tuple[str, ...] = ()
 
 MAMBA, ATTENTION, MLP, MOE = "M", "*", "-", "E"
+MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS (it aborts on more), MTP head included
 _LIST_KINDS = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTENTION, "attention": ATTENTION,
                "mlp": MLP, "moe": MOE}
 
@@ -58,6 +59,7 @@ class ModelArgs:
     time_step_min: float = 1e-3  # transformers clamps dt to at least this
     moe: MoEArgs | None = None  # set when a layer is E
     mtp_layers: int = 0  # MTP heads config.json declares
+    mtp_layout: Any = None  # their layer kinds as config.json spells them (checked only if converted)
     keep_mtp: bool = True  # convert the MTP head (GGUF); False: leave it out
 
     @property
@@ -101,16 +103,17 @@ class ModelArgs:
             ssm_state_size=positive("ssm_state_size", hparam(config, "ssm_state_size")),
             n_groups=positive("n_groups", hparam(config, "n_groups", "mamba_n_groups", default=8)),
             conv_kernel=positive("conv_kernel", hparam(config, "conv_kernel", "mamba_d_conv", default=4)),
-            use_conv_bias=hparam(config, "use_conv_bias", "mamba_conv_bias", cast=bool, default=True),
-            mlp_bias=hparam(config, "mlp_bias", cast=bool, default=False),
+            use_conv_bias=hparam(config, "use_conv_bias", "mamba_conv_bias", cast=flag, default=True),
+            mlp_bias=hparam(config, "mlp_bias", cast=flag, default=False),
             norm_eps=hparam(config, "layer_norm_epsilon", "rms_norm_eps", cast=float, default=1e-5),
-            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=bool, default=False),
+            tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=flag, default=False),
             context_length=positive("max_position_embeddings",
                                     hparam(config, "max_position_embeddings", default=4096)),
             chunk_size=positive("chunk_size", hparam(config, "chunk_size", "mamba_chunk_size", default=128)),
             time_step_min=hparam(config, "time_step_min", "mamba_dt_min", cast=float, default=1e-3),
             moe=MoEArgs.from_config(config) if MOE in layers else None,
             mtp_layers=nemotron_h_moe.mtp_layers(config) if MOE in layers else 0,
+            mtp_layout=config.get("mtp_layers_block_type") or config.get("mtp_hybrid_override_pattern"),
         )
         if args.d_inner % args.n_groups:
             raise ConversionError(f"config.json: mamba inner size {args.d_inner} is not divisible by n_groups")
@@ -134,6 +137,9 @@ def _layer_pattern(config: dict[str, Any]) -> str:
     bad = sorted(set(kinds) - {MAMBA, ATTENTION, MLP, MOE})
     if bad:
         raise ConversionError(f"config.json: hybrid_override_pattern has unknown layer kinds {bad}")
+    if len(kinds) + bool(config.get("num_nextn_predict_layers")) > MAX_LAYERS:
+        raise ConversionError(f"config.json declares {len(kinds)} layers; localai converts at most {MAX_LAYERS} "
+                              "(llama.cpp's limit, an MTP head included)")
     declared = config.get("num_hidden_layers")
     if isinstance(declared, int) and declared != len(kinds):
         raise ConversionError(f"config.json: num_hidden_layers={declared} but the layer pattern has {len(kinds)}")
@@ -197,9 +203,10 @@ def tensor_plan(args: ModelArgs, present: set[str]) -> list[PlannedTensor]:
                 if args.mlp_bias:
                     plan.append(direct(gguf_name(f"{trunk}.bias"), f"{block}.mixer.{proj}.bias", shape[:1]))
     if args.with_mtp:
-        if args.mtp_layers > 1:
-            raise ConversionError(f"config.json declares {args.mtp_layers} MTP layers; llama.cpp reads one "
-                                  "(convert with --no-mtp to leave them out)")
+        nemotron_h_moe.check_mtp(args.mtp_layers, args.mtp_layout)
+        if not any(name.startswith(MTP_PREFIX) for name in present):
+            raise ConversionError("config.json declares an MTP head but the checkpoint has no mtp.* tensors "
+                                  "(transformers drops them when it saves a model): convert with --no-mtp")
         assert args.moe is not None
         plan += nemotron_h_moe.mtp_tensors(args.moe, h, _attention_shapes(args), n, gguf_name)
     plan.append(direct("output_norm.weight", f"{prefix}.norm_f.weight", (h,)))
@@ -209,8 +216,10 @@ def tensor_plan(args: ModelArgs, present: set[str]) -> list[PlannedTensor]:
 
 
 def dropped_tensors(args: ModelArgs, present: set[str]) -> list[str]:
-    """Checkpoint tensors left out on purpose: the MTP head, when it is not converted."""
-    return [] if args.with_mtp else [name for name in present if name.startswith(MTP_PREFIX)]
+    """Checkpoint tensors left out on purpose: a declared MTP head that is not converted."""
+    if not args.mtp_layers or args.with_mtp:
+        return []
+    return [name for name in present if name.startswith(MTP_PREFIX)]
 
 
 def _attention_shapes(args: ModelArgs) -> dict[str, tuple[int, int]]:

@@ -4,7 +4,8 @@ An `E` layer (transformers' `NemotronHMoE`): a float32 sigmoid router whose choi
 `e_score_correction_bias`; optionally limited to the best `topk_group` of `n_group` expert groups (a group
 scores the sum of its two best experts); the top `num_experts_per_tok` experts, their sigmoid scores
 normalised to sum 1 (`norm_topk_prob`) and scaled by `routed_scaling_factor`; experts `down(relu²(up(x)))`
-stored one checkpoint tensor per expert; one shared expert of its own width added to the routed sum.
+stored one checkpoint tensor per expert; one shared expert of its own width added to the routed sum
+(exactly one, whatever `n_shared_experts` says: transformers reads no such count).
 LatentMoE (Nemotron 3 Super/Ultra) runs the routed experts between `fc1_latent_proj` (hidden -> latent) and
 `fc2_latent_proj` (latent -> hidden); router and shared expert see the full hidden state.
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import gguf
 
-from converters.hparams import hparam, positive
+from converters.hparams import flag, hparam, positive
 from converters.tensors import NameMap, OutputTensor, StackedTensor, direct
 from localai.errors import ConversionError
 
@@ -53,11 +54,6 @@ class MoEArgs:
     def per_group(self) -> int:
         return self.experts // self.n_group
 
-    @property
-    def active_experts(self) -> int:
-        """Experts that run per token: the routed top-k plus the shared expert."""
-        return self.top_k + 1
-
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MoEArgs:
         experts = positive("n_routed_experts", hparam(config, "n_routed_experts", "num_local_experts"))
@@ -69,8 +65,8 @@ class MoEArgs:
             shared_size=positive("moe_shared_expert_intermediate_size",
                                  hparam(config, "moe_shared_expert_intermediate_size")),
             n_group=n_group,
-            topk_group=positive("topk_group", hparam(config, "topk_group", default=n_group)),
-            norm_topk_prob=hparam(config, "norm_topk_prob", cast=bool, default=True),
+            topk_group=positive("topk_group", hparam(config, "topk_group", default=1)),  # transformers' default
+            norm_topk_prob=hparam(config, "norm_topk_prob", cast=flag, default=True),
             scaling=hparam(config, "routed_scaling_factor", cast=float, default=1.0),
             latent_size=(positive("moe_latent_size", hparam(config, "moe_latent_size"))
                          if config.get("moe_latent_size") is not None else None),
@@ -83,7 +79,8 @@ class MoEArgs:
             raise ConversionError(f"config.json: {reason}")
 
         if self.experts > MAX_EXPERTS:
-            refuse(f"n_routed_experts={self.experts} is more than llama.cpp's limit of {MAX_EXPERTS}")
+            refuse(f"n_routed_experts={self.experts} is more than the {MAX_EXPERTS} experts localai converts "
+                   "(llama.cpp's limit)")
         if self.experts % self.n_group:
             refuse(f"n_routed_experts={self.experts} is not divisible by n_group={self.n_group}")
         if self.topk_group > self.n_group:
@@ -94,8 +91,6 @@ class MoEArgs:
         reachable = self.topk_group * self.per_group
         if self.top_k > reachable:
             refuse(f"num_experts_per_tok={self.top_k} is more than the {reachable} experts the chosen groups hold")
-        if hparam(config, "n_shared_experts", default=1) != 1:
-            refuse(f"n_shared_experts={config['n_shared_experts']}: Nemotron 3 has exactly one shared expert")
         if not (math.isfinite(self.scaling) and self.scaling > 0):
             refuse(f"routed_scaling_factor={self.scaling} must be a positive number")
         if config.get("mlp_bias"):
@@ -103,14 +98,21 @@ class MoEArgs:
 
 
 def mtp_layers(config: dict[str, Any]) -> int:
-    """How many MTP heads config.json declares (0: none), refusing layouts this converter cannot map."""
+    """How many MTP heads config.json declares (0: none)."""
     count = hparam(config, "num_nextn_predict_layers", default=0)
     if count < 0:
         raise ConversionError(f"config.json: num_nextn_predict_layers={count} must not be negative")
-    layout = config.get("mtp_layers_block_type") or config.get("mtp_hybrid_override_pattern")
-    if count and layout is not None and layout not in _MTP_LAYOUTS:
-        raise ConversionError(f"config.json: MTP layer layout {layout!r} is not supported (only attention + moe)")
     return count
+
+
+def check_mtp(config_layers: int, layout: object) -> None:
+    """Refuse an MTP head llama.cpp cannot read, when it is to be converted (`--no-mtp` leaves it out)."""
+    if config_layers > 1:
+        raise ConversionError(f"config.json declares {config_layers} MTP layers; llama.cpp reads one "
+                              "(convert with --no-mtp to leave them out)")
+    if layout is not None and layout not in _MTP_LAYOUTS:
+        raise ConversionError(f"config.json: MTP layer layout {layout!r} is not supported (only attention + moe; "
+                              "convert with --no-mtp to leave it out)")
 
 
 def write_hparams(moe: MoEArgs, writer: gguf.GGUFWriter) -> None:
@@ -133,11 +135,11 @@ def write_hparams(moe: MoEArgs, writer: gguf.GGUFWriter) -> None:
 def moe_tensors(moe: MoEArgs, hidden: int, mixer: str, block: int, gguf_name: NameMap) -> list[OutputTensor]:
     """The GGUF tensors of one MoE mixer whose checkpoint tensors start with `mixer` (GGUF block `block`)."""
     width = moe.latent_size or hidden
-    trunk = f"backbone.layers.{block}.mixer"  # the names gguf-py's map knows
+    canonical = f"backbone.layers.{block}.mixer"  # the names gguf-py's map knows
     plan = [
         # the router stays float32 whatever the type: its choices are discrete
-        direct(gguf_name(f"{trunk}.gate.weight"), f"{mixer}.gate.weight", (moe.experts, hidden), keep_f32=True),
-        direct(gguf_name(f"{trunk}.gate.e_score_correction.bias"), f"{mixer}.gate.e_score_correction_bias",
+        direct(gguf_name(f"{canonical}.gate.weight"), f"{mixer}.gate.weight", (moe.experts, hidden), keep_f32=True),
+        direct(gguf_name(f"{canonical}.gate.e_score_correction.bias"), f"{mixer}.gate.e_score_correction_bias",
                (moe.experts,)),
         StackedTensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.FFN_UP_EXP].format(bid=block) + ".weight",
                       tuple(f"{mixer}.experts.{e}.up_proj.weight" for e in range(moe.experts)),
@@ -145,15 +147,15 @@ def moe_tensors(moe: MoEArgs, hidden: int, mixer: str, block: int, gguf_name: Na
         StackedTensor(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.FFN_DOWN_EXP].format(bid=block) + ".weight",
                       tuple(f"{mixer}.experts.{e}.down_proj.weight" for e in range(moe.experts)),
                       (width, moe.expert_size), active=moe.top_k),
-        direct(gguf_name(f"{trunk}.shared_experts.up_proj.weight"), f"{mixer}.shared_experts.up_proj.weight",
+        direct(gguf_name(f"{canonical}.shared_experts.up_proj.weight"), f"{mixer}.shared_experts.up_proj.weight",
                (moe.shared_size, hidden)),
-        direct(gguf_name(f"{trunk}.shared_experts.down_proj.weight"), f"{mixer}.shared_experts.down_proj.weight",
+        direct(gguf_name(f"{canonical}.shared_experts.down_proj.weight"), f"{mixer}.shared_experts.down_proj.weight",
                (hidden, moe.shared_size)),
     ]
     if moe.latent_size is not None:
-        plan += [direct(gguf_name(f"{trunk}.fc1_latent_proj.weight"), f"{mixer}.fc1_latent_proj.weight",
+        plan += [direct(gguf_name(f"{canonical}.fc1_latent_proj.weight"), f"{mixer}.fc1_latent_proj.weight",
                         (moe.latent_size, hidden)),
-                 direct(gguf_name(f"{trunk}.fc2_latent_proj.weight"), f"{mixer}.fc2_latent_proj.weight",
+                 direct(gguf_name(f"{canonical}.fc2_latent_proj.weight"), f"{mixer}.fc2_latent_proj.weight",
                         (hidden, moe.latent_size))]
     return plan
 

@@ -16,9 +16,12 @@ squared-ReLU experts on the CPU (only CUDA's kernels do), so they cannot run Nem
 from __future__ import annotations
 
 import numpy as np
+from onnx import numpy_helper
 
 from converters.nemotron_h_moe import MoEArgs
 from converters.onnx_layers import Decoder
+
+_ONE = numpy_helper.from_array(np.ones(1, np.float32))  # ConstantOfShape's fill value
 
 
 def moe_block(d: Decoder, x: str, mixer: str, moe: MoEArgs, hidden: int) -> str:
@@ -59,9 +62,11 @@ def _routing(d: Decoder, flat: str, mixer: str, moe: MoEArgs) -> str:
         grouped = g.op("Reshape", choice, g.const([-1, moe.n_group, moe.per_group]))
         best_two = g.op("TopK", grouped, g.const([2]), axis=-1, outputs=2)[0]
         group_scores = g.op("ReduceSum", best_two, g.const([-1]), keepdims=0)  # [tokens, groups]
-        chosen = g.op("TopK", group_scores, g.const([moe.topk_group]), axis=-1, outputs=2)[0]
-        threshold = g.op("ReduceMin", chosen, g.const([-1]), keepdims=1)
-        in_group = g.op("Unsqueeze", g.op("GreaterOrEqual", group_scores, threshold), g.const([-1]))
+        chosen = g.op("TopK", group_scores, g.const([moe.topk_group]), axis=-1, outputs=2)[1]
+        # exactly topk_group groups, ties included, as transformers' scatter of the TopK indices
+        marks = g.op("ScatterElements", g.op("ConstantOfShape", g.op("Shape", group_scores)), chosen,
+                     g.op("ConstantOfShape", g.op("Shape", chosen), value=_ONE), axis=1)
+        in_group = g.op("Unsqueeze", g.op("Greater", marks, g.const(0.0, np.float32)), g.const([-1]))
         in_group = g.op("Reshape", g.op("Expand", in_group, g.const([1, 1, moe.per_group])),
                         g.const([-1, moe.experts]))
         choice = g.op("Where", in_group, choice, g.const(-np.inf, np.float32))

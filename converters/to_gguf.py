@@ -120,6 +120,12 @@ def write_gguf(
         writer.close()
 
 
+def check_hparams(arch: ModuleType, args: Any) -> None:
+    """Write the architecture's metadata into a writer that writes nothing, so that what GGUF cannot express
+    is refused before a checkpoint is hashed or anything is staged."""
+    arch.write_hparams(args, gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf_arch(arch, args)]))
+
+
 def gguf_arch(arch: ModuleType, args: Any) -> gguf.MODEL_ARCH:
     """The GGUF architecture: the module's, or the checkpoint's where one module writes several (Nemotron-H
     dense or MoE)."""

@@ -154,14 +154,14 @@ def random_nemotron_h_weights(config: dict[str, Any], seed: int = 0) -> dict[str
                 f"{p}.mixer.o_proj.weight": normal(h, heads * head_dim),
             }
         elif kind == "E":
-            weights |= _random_moe_weights(config, f"{p}.mixer", normal, rng)
+            weights |= random_moe_weights(config, f"{p}.mixer", normal, rng)
         else:
             weights |= {f"{p}.mixer.up_proj.weight": normal(ff, h), f"{p}.mixer.down_proj.weight": normal(h, ff)}
     return weights
 
 
-def _random_moe_weights(config: dict[str, Any], mixer: str, normal: Any, rng: np.random.Generator,
-                        ) -> dict[str, np.ndarray]:
+def random_moe_weights(config: dict[str, Any], mixer: str, normal: Any, rng: np.random.Generator,
+                       ) -> dict[str, np.ndarray]:
     """A Nemotron 3 MoE mixer: a router that spreads tokens over the experts (a selection bias too), the
     routed experts one tensor each (as releases store them), the shared expert, LatentMoE's projections."""
     h, experts = config["hidden_size"], config["n_routed_experts"]

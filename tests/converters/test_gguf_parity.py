@@ -79,7 +79,7 @@ def test_moe_f16_matches_transformers_where_routing_has_no_near_tie(name, packag
 KL_BOUND = {"q8_0": 1e-3, "q4_k_m": 5e-2}
 
 
-@pytest.mark.parametrize("name", ["nemotron_h", "llama"])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "nemotron3_latent"])
 def test_quantized_kl_divergence_is_bounded(name, package, checkpoint, reference):
     tokens = zoo.random_tokens(N_TOKENS, 500, seed=2)
     expected = zoo.reference_logits(reference(checkpoint(name)), tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -62,17 +63,36 @@ MOE_CONFIG = {"model_type": "nemotron_h", "vocab_size": 512, "hidden_size": 64, 
     ({"n_group": 4, "topk_group": 1, "num_experts_per_tok": 3}, "num_experts_per_tok=3 is more than the 2 experts"),
     ({"num_experts_per_tok": 9}, "num_experts_per_tok=9 is more than the 8 experts"),
     ({"n_group": 8, "topk_group": 4}, "holds 1 expert"),
-    ({"n_routed_experts": 2048}, "more than llama.cpp's limit of 1024"),
-    ({"n_shared_experts": 2}, "exactly one shared expert"),
+    ({"n_routed_experts": 2048}, "more than the 1024 experts localai converts"),
     ({"routed_scaling_factor": -1.0}, "routed_scaling_factor=-1.0 must be a positive number"),
     ({"mlp_bias": True}, "mlp_bias with MoE layers"),
     ({"moe_latent_size": 0}, "'moe_latent_size' must be positive"),
-    ({"num_nextn_predict_layers": 1, "mtp_hybrid_override_pattern": "*-"}, "MTP layer layout '\\*-'"),
+    ({"norm_topk_prob": "false"}, "'norm_topk_prob' has an invalid value 'false'"),
+    ({"hybrid_override_pattern": "ME" * 300}, "declares 600 layers; localai converts at most 512"),
     ({"moe_intermediate_size": None}, "lacks 'moe_intermediate_size'"),
 ])
 def test_moe_configs_this_converter_cannot_reproduce_are_refused(change, message):
     with pytest.raises(ConversionError, match=message):
         nemotron_h.ModelArgs.from_config(MOE_CONFIG | change)
+
+
+def test_topk_group_defaults_to_one_group_as_in_transformers():
+    moe = nemotron_h.ModelArgs.from_config({k: v for k, v in MOE_CONFIG.items() if k != "topk_group"}
+                                           | {"n_group": 4}).moe
+    assert moe is not None and (moe.n_group, moe.topk_group, moe.limits_groups) == (4, 1, True)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"num_nextn_predict_layers": 2}, r"declares 2 MTP layers; llama\.cpp reads one \(convert with --no-mtp"),
+    ({"num_nextn_predict_layers": 1, "mtp_hybrid_override_pattern": "*-"}, r"MTP layer layout '\*-' is not"),
+    ({"num_nextn_predict_layers": 1}, "declares an MTP head but the checkpoint has no mtp.* tensors .* --no-mtp"),
+])
+def test_an_mtp_head_llama_cpp_cannot_read_is_refused_unless_left_out(change, message):
+    args = nemotron_h.ModelArgs.from_config(MOE_CONFIG | change)
+    with pytest.raises(ConversionError, match=message):
+        nemotron_h.tensor_plan(args, {"backbone.embeddings.weight"})
+    left_out = dataclasses.replace(args, keep_mtp=False)
+    assert not any(".nextn." in t.name for t in nemotron_h.tensor_plan(left_out, {"backbone.embeddings.weight"}))
 
 
 def test_plan_stacks_each_layers_experts_and_keeps_the_router_in_float32():
@@ -219,3 +239,14 @@ def test_info_shows_experts_and_active_parameters(cli, package):
     line = next(line for line in result.out.splitlines() if line.startswith("parameters"))
     assert "8 routed experts (2 per token) + 1 shared; MTP head" in line
     assert f"{counts['total'] / 1e6:.1f}M total, {counts['active'] / 1e6:.1f}M active per token" in line
+
+
+def test_hub_configs_with_a_bare_infinity_parse(tmp_path):
+    """Hub configs write `"time_step_limit": [0.0, Infinity]` (transformers 5.x saves {"__float__": "Infinity"});
+    transformers takes the limits from time_step_min, and so does the converter."""
+    from converters.checkpoint import read_json
+
+    text = json.dumps(MOE_CONFIG | {"time_step_min": 0.002})[:-1] + ', "time_step_limit": [0.0, Infinity]}'
+    (tmp_path / "config.json").write_text(text)
+    args = nemotron_h.ModelArgs.from_config(read_json(tmp_path / "config.json", "config.json"))
+    assert args.time_step_min == 0.002 and args.moe is not None

@@ -161,7 +161,7 @@ KL_BOUND = {"int8": 1e-3, "int4": 5e-2}
 
 
 @pytest.mark.parametrize("flavor", ["ort", "portable"])
-@pytest.mark.parametrize("name", ["nemotron_h", "llama"])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "nemotron3_latent"])
 def test_quantized_kl_divergence_is_bounded(name, flavor, onnx_package, checkpoint, reference):
     tokens = zoo.random_tokens(80, 500, seed=2)
     expected = zoo.reference_logits(reference(checkpoint(name)), tokens)
