@@ -180,8 +180,7 @@ def write_hparams(args: ModelArgs, writer: gguf.GGUFWriter) -> None:
 
 def tensor_plan(args: ModelArgs, present: set[str]) -> list[PlannedTensor]:
     prefix = "model" if "model.embeddings.weight" in present else "backbone"
-    n = len(args.layers)
-    gguf_name = NameMap(args.gguf_arch, n + int(args.with_mtp))
+    gguf_name = NameMap(args.gguf_arch, len(args.layers) + int(args.with_mtp))
     h, v = args.hidden_size, args.vocab_size
     plan: list[PlannedTensor] = [direct("token_embd.weight", f"{prefix}.embeddings.weight", (v, h))]
     for i, kind in enumerate(args.layers):
@@ -198,21 +197,26 @@ def tensor_plan(args: ModelArgs, present: set[str]) -> list[PlannedTensor]:
         else:
             ff = args.intermediate_size
             for proj, shape in (("up_proj", (ff, h)), ("down_proj", (h, ff))):
-                trunk = f"backbone.layers.{i}.mixer.{proj}"
-                plan.append(direct(gguf_name(f"{trunk}.weight"), f"{block}.mixer.{proj}.weight", shape))
+                canonical = f"backbone.layers.{i}.mixer.{proj}"
+                plan.append(direct(gguf_name(f"{canonical}.weight"), f"{block}.mixer.{proj}.weight", shape))
                 if args.mlp_bias:
-                    plan.append(direct(gguf_name(f"{trunk}.bias"), f"{block}.mixer.{proj}.bias", shape[:1]))
+                    plan.append(direct(gguf_name(f"{canonical}.bias"), f"{block}.mixer.{proj}.bias", shape[:1]))
     if args.with_mtp:
-        nemotron_h_moe.check_mtp(args.mtp_layers, args.mtp_layout)
-        if not any(name.startswith(MTP_PREFIX) for name in present):
-            raise ConversionError("config.json declares an MTP head but the checkpoint has no mtp.* tensors "
-                                  "(transformers drops them when it saves a model): convert with --no-mtp")
-        assert args.moe is not None
-        plan += nemotron_h_moe.mtp_tensors(args.moe, h, _attention_shapes(args), n, gguf_name)
+        plan += _mtp_tensors(args, present, gguf_name)
     plan.append(direct("output_norm.weight", f"{prefix}.norm_f.weight", (h,)))
     if not args.tie_word_embeddings or "lm_head.weight" in present:
         plan.append(direct("output.weight", "lm_head.weight", (v, h)))
     return plan
+
+
+def _mtp_tensors(args: ModelArgs, present: set[str], gguf_name: NameMap) -> list[PlannedTensor]:
+    """The MTP head as llama.cpp's block after the trunk, refusing a head llama.cpp cannot read."""
+    nemotron_h_moe.check_mtp(args.mtp_layers, args.mtp_layout)
+    if not any(name.startswith(MTP_PREFIX) for name in present):
+        raise ConversionError("config.json declares an MTP head but the checkpoint has no mtp.* tensors "
+                              "(transformers drops them when it saves a model): convert with --no-mtp")
+    assert args.moe is not None
+    return nemotron_h_moe.mtp_tensors(args.moe, args.hidden_size, _attention_shapes(args), len(args.layers), gguf_name)
 
 
 def dropped_tensors(args: ModelArgs, present: set[str]) -> list[str]:
@@ -230,28 +234,29 @@ def _attention_shapes(args: ModelArgs) -> dict[str, tuple[int, int]]:
 def _mamba_tensors(args: ModelArgs, layer: int, mixer: str, gguf_name: NameMap, present: set[str],
                    ) -> list[OutputTensor]:
     nh, conv_dim = args.mamba_num_heads, args.conv_dim
-    trunk = f"backbone.layers.{layer}.mixer"  # the names gguf-py's map knows
+    canonical = f"backbone.layers.{layer}.mixer"  # the names gguf-py's map knows
     in_proj = 2 * args.d_inner + 2 * args.n_groups * args.ssm_state_size + nh
     plan = [
-        direct(gguf_name(f"{trunk}.in_proj.weight"), f"{mixer}.in_proj.weight", (in_proj, args.hidden_size)),
-        transformed(gguf_name(f"{trunk}.conv1d.weight"), f"{mixer}.conv1d.weight", (conv_dim, 1, args.conv_kernel),
+        direct(gguf_name(f"{canonical}.in_proj.weight"), f"{mixer}.in_proj.weight", (in_proj, args.hidden_size)),
+        transformed(gguf_name(f"{canonical}.conv1d.weight"), f"{mixer}.conv1d.weight", (conv_dim, 1, args.conv_kernel),
                     lambda w: w.reshape(conv_dim, args.conv_kernel), keep_f32=True),
         # llama.cpp names the dt bias after Mamba-1's dt_proj
-        direct(gguf_name(f"{trunk}.dt_proj.bias"), f"{mixer}.dt_bias", (nh,)),
+        direct(gguf_name(f"{canonical}.dt_proj.bias"), f"{mixer}.dt_bias", (nh,)),
         # llama.cpp takes A itself, not its log; A and D get a unit axis for broadcasting
-        transformed(gguf_name(f"{trunk}.A_log"), f"{mixer}.A_log", (nh,), lambda a: (-np.exp(a)).reshape(nh, 1)),
-        transformed(gguf_name(f"{trunk}.D"), f"{mixer}.D", (nh,), lambda d: d.reshape(nh, 1)),
+        transformed(gguf_name(f"{canonical}.A_log"), f"{mixer}.A_log", (nh,), lambda a: (-np.exp(a)).reshape(nh, 1)),
+        transformed(gguf_name(f"{canonical}.D"), f"{mixer}.D", (nh,), lambda d: d.reshape(nh, 1)),
         # the gated RMSNorm normalises each group separately: one row per group
-        transformed(gguf_name(f"{trunk}.norm.weight"), f"{mixer}.norm.weight", (args.d_inner,),
+        transformed(gguf_name(f"{canonical}.norm.weight"), f"{mixer}.norm.weight", (args.d_inner,),
                     lambda w: w.reshape(args.n_groups, args.d_inner // args.n_groups)),
-        direct(gguf_name(f"{trunk}.out_proj.weight"), f"{mixer}.out_proj.weight", (args.hidden_size, args.d_inner)),
+        direct(gguf_name(f"{canonical}.out_proj.weight"), f"{mixer}.out_proj.weight", (args.hidden_size, args.d_inner)),
     ]
     conv_bias = f"{mixer}.conv1d.bias"
     if args.use_conv_bias or conv_bias in present:
-        plan.append(direct(gguf_name(f"{trunk}.conv1d.bias"), conv_bias, (conv_dim,)))
+        plan.append(direct(gguf_name(f"{canonical}.conv1d.bias"), conv_bias, (conv_dim,)))
     else:
         # llama.cpp's graph adds the conv bias unconditionally and crashes without one
-        plan.append(OutputTensor(gguf_name(f"{trunk}.conv1d.bias"), {}, lambda load: np.zeros(conv_dim, np.float32)))
+        zeros = OutputTensor(gguf_name(f"{canonical}.conv1d.bias"), {}, lambda load: np.zeros(conv_dim, np.float32))
+        plan.append(zeros)
     return plan
 
 
