@@ -81,7 +81,7 @@ def fake_gpu(monkeypatch, engine_package, onnx_package):
     return get
 
 
-@pytest.mark.parametrize("name", ["nemotron_h", "llama"])
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "nemotron3_latent"])
 def test_logits_match_the_graph_full_and_incremental(name, fake_gpu):
     engine, onnx = fake_gpu(name)
     tokens = zoo.random_tokens(150, 500, seed=4)  # three prefill batches of at most 64
