@@ -22,7 +22,7 @@ from typing import Any
 import gguf
 
 from converters.hparams import flag, hparam, positive
-from converters.tensors import NameMap, OutputTensor, StackedTensor, direct
+from converters.tensors import NameMap, PlannedTensor, StackedTensor, direct
 from localai.errors import ConversionError
 
 GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H_MOE
@@ -132,11 +132,11 @@ def write_hparams(moe: MoEArgs, writer: gguf.GGUFWriter) -> None:
         writer.add_moe_latent_size(moe.latent_size)
 
 
-def moe_tensors(moe: MoEArgs, hidden: int, mixer: str, block: int, gguf_name: NameMap) -> list[OutputTensor]:
+def moe_tensors(moe: MoEArgs, hidden: int, mixer: str, block: int, gguf_name: NameMap) -> list[PlannedTensor]:
     """The GGUF tensors of one MoE mixer whose checkpoint tensors start with `mixer` (GGUF block `block`)."""
     width = moe.latent_size or hidden
     canonical = f"backbone.layers.{block}.mixer"  # the names gguf-py's map knows
-    plan = [
+    plan: list[PlannedTensor] = [
         # the router stays float32 whatever the type: its choices are discrete
         direct(gguf_name(f"{canonical}.gate.weight"), f"{mixer}.gate.weight", (moe.experts, hidden), keep_f32=True),
         direct(gguf_name(f"{canonical}.gate.e_score_correction.bias"), f"{mixer}.gate.e_score_correction_bias",
@@ -161,7 +161,7 @@ def moe_tensors(moe: MoEArgs, hidden: int, mixer: str, block: int, gguf_name: Na
 
 
 def mtp_tensors(moe: MoEArgs, hidden: int, attention: dict[str, tuple[int, ...]], block: int,
-                gguf_name: NameMap) -> list[OutputTensor]:
+                gguf_name: NameMap) -> list[PlannedTensor]:
     """llama.cpp's MTP block `block` (after the trunk) from `mtp.layers.0` and `mtp.layers.1`.
 
     `attention`: the shape of each attention projection (q_proj, k_proj, v_proj, o_proj)."""
@@ -170,7 +170,7 @@ def mtp_tensors(moe: MoEArgs, hidden: int, attention: dict[str, tuple[int, ...]]
     def named(tensor: gguf.MODEL_TENSOR) -> str:
         return gguf.TENSOR_NAMES[tensor].format(bid=block) + ".weight"
 
-    plan = [
+    plan: list[PlannedTensor] = [
         direct(named(gguf.MODEL_TENSOR.NEXTN_ENORM), f"{fusion}.enorm.weight", (hidden,)),
         direct(named(gguf.MODEL_TENSOR.NEXTN_HNORM), f"{fusion}.hnorm.weight", (hidden,)),
         direct(named(gguf.MODEL_TENSOR.NEXTN_EH_PROJ), f"{fusion}.eh_proj.weight", (hidden, 2 * hidden)),
