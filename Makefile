@@ -28,11 +28,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# llama-cpp-python ships only as source; build its wheel once per checkout with the flags above.
+# llama-cpp-python ships only as source; build its wheel once per checkout with the flags above, showing
+# the compile's progress (the full log stays in .wheels/).
 $(LLAMA_WHEEL_STAMP): | $(VENV)/bin/python
 	mkdir -p $(WHEELS)
 	CFLAGS="$(LLAMA_CPP_CFLAGS)" CXXFLAGS="$(LLAMA_CPP_CFLAGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PIP) wheel --no-deps --no-cache-dir --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+		$(PY) scripts/build_progress.py $(WHEELS)/llama-cpp-python-build.log -- \
+		$(PIP) wheel -v --no-deps --no-cache-dir --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	touch $@
 
 # the locally built wheel goes in first, so that resolving the project never builds another one

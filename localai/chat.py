@@ -135,6 +135,13 @@ class ChatOptions:
         return False if self.reasoning_budget == 0 else self.think
 
 
+def turn_settings(opts: ChatOptions) -> dict[str, Any]:
+    """What a user set for one turn, as saved chats and exported metrics record it (think None: the
+    template's default)."""
+    return {"think": opts.effective_think, "reasoning_budget": opts.reasoning_budget,
+            "temperature": opts.sampling.temperature, "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}
+
+
 def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
     """ChatOptions from keyword overrides (None = not given) over a package's generation defaults."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -372,7 +379,9 @@ class Conversation:
     """A chat history bound to a model: `send` streams one answer and keeps it in the history.
 
     Assistant turns are stored with their reasoning in think markers; the model's template decides
-    whether earlier reasoning is shown to the model again.
+    whether earlier reasoning is shown to the model again. Each stored answer also carries the settings it
+    was made with (`settings`: thinking, budget, sampling, max tokens), so a saved chat ties every answer
+    back to the controls; templates never read that key.
     """
 
     model: Model
@@ -398,7 +407,12 @@ class Conversation:
         if final is not None:
             first = 1 if request[0].get("role") == "system" else 0
             del request[first : first + dropped]
-            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final)}]
+            made_with = turn_settings(self.options(**overrides))
+            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final), "settings": made_with}]
+
+    def options(self, **overrides: Any) -> ChatOptions:
+        """The settings a turn sent with `overrides` uses (the package's defaults under this chat's settings)."""
+        return options(self.model.manifest.generation_defaults, **{**self.settings, **overrides})
 
     def _stored(self, final: Final) -> str:
         markers = self.model.manifest.thinking
@@ -443,7 +457,16 @@ class Conversation:
                           "", content.strip(), ""]
             else:
                 lines += [f"**{message['role']}**", "", content.strip(), ""]
+            if message.get("settings"):
+                lines += [f"<sub>{_describe(message['settings'])}</sub>", ""]
         return "\n".join(lines)
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    think = {True: "on", False: "off", None: "default"}[settings.get("think")]
+    budget = settings.get("reasoning_budget")
+    return (f"thinking {think} · budget {'unlimited' if budget is None else budget} · temperature "
+            f"{settings.get('temperature')} · top_p {settings.get('top_p')} · max tokens {settings.get('max_tokens')}")
 
 
 def collect(events: Iterator[Event]) -> Final:

@@ -160,11 +160,18 @@ class TurnMetrics:
     context_limit: int
     rss_mb: float
     gpu_mb: float | None
+    # the settings the turn ran with (`chat.turn_settings`), so figures tie back to the controls
+    think: bool | None = None
+    reasoning_budget: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
 
     @classmethod
-    def of(cls, turn: int, final: Final, context_limit: int) -> TurnMetrics:
+    def of(cls, turn: int, final: Final, context_limit: int, settings: dict[str, Any] | None = None) -> TurnMetrics:
         gpu = gpu_memory_used_bytes()
         return cls(
+            **(settings or {}),
             turn=turn,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
             finish_reason=final.finish_reason,

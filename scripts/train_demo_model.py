@@ -23,6 +23,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -43,23 +44,45 @@ CONFIG = {
 }
 GENERATION = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 256}
 MIX = {"think": 0.55, "no_think": 0.25, "cut": 0.20}
+EARLIER_TURNS = {0: 0.3, 1: 0.2, 2: 0.2, 3: 0.15, 4: 0.15}  # questions already answered in the conversation
 END_OF_THINKING = "\n</think>\n\n"
+SWITCHES = ("/think", "/no_think")
 
 
-def prompt_text(problem: arithmetic.Problem, think: bool, rng: random.Random) -> str:
-    switch = "/think" if think else "/no_think"
-    if rng.random() < 0.5:
-        messages = [{"role": "system", "content": switch}, {"role": "user", "content": problem.question}]
-    else:
-        messages = [{"role": "user", "content": f"{problem.question} {switch}"}]
-    return render(CHAT_TEMPLATE, messages, bos_token="<s>")
+def history(problems: list[arithmetic.Problem], rng: random.Random, switches: bool) -> list[dict[str, str]]:
+    """Earlier turns of a conversation: questions (with a random switch now and then when `switches`) and
+    right answers, stored with their thought as the engine stores them (the template drops it)."""
+    messages = []
+    for problem in problems:
+        switch = f" {rng.choice(SWITCHES)}" if switches and rng.random() < 0.3 else ""
+        thought = f"<think>\n{problem.thought}{END_OF_THINKING}" if rng.random() < 0.7 else ""
+        messages += [{"role": "user", "content": problem.question + switch},
+                     {"role": "assistant", "content": thought + problem.answer}]
+    return messages
+
+
+def prompt_text(problem: arithmetic.Problem, think: bool, rng: random.Random,
+                earlier: list[arithmetic.Problem] = ()) -> str:
+    """The rendered conversation up to the model's turn; the last switch decides the mode (as in the
+    template), so it sits in the system prompt only when no earlier question carries one."""
+    switch = SWITCHES[0] if think else SWITCHES[1]
+    in_system = rng.random() < 0.5
+    messages = [{"role": "system", "content": switch}] if in_system else []
+    messages += history(list(earlier), rng, switches=not in_system)
+    messages.append({"role": "user", "content": problem.question if in_system else f"{problem.question} {switch}"})
+    text = render(CHAT_TEMPLATE, messages, bos_token="<s>")
+    assert text.endswith("<think>\n" if think else "<think></think>")
+    return text
 
 
 def example(rng: random.Random, tok) -> tuple[list[int], list[int]]:
-    """(input ids, labels) for one training example; -100 marks tokens without loss."""
+    """(input ids, labels) for one training example; -100 marks tokens without loss (the loss covers the
+    last answer only: earlier turns are context)."""
+    earlier = [arithmetic.random_problem(rng)
+               for _ in range(rng.choices(list(EARLIER_TURNS), weights=list(EARLIER_TURNS.values()))[0])]
     problem = arithmetic.random_problem(rng)
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
-    prompt = tok.encode(prompt_text(problem, kind != "no_think", rng), add_special_tokens=False).ids
+    prompt = tok.encode(prompt_text(problem, kind != "no_think", rng, earlier), add_special_tokens=False).ids
     answer = tok.encode(problem.answer + "<|end|>", add_special_tokens=False).ids
     if kind == "think":
         given, learned = [], tok.encode(problem.thought + END_OF_THINKING, add_special_tokens=False).ids + answer
@@ -73,9 +96,26 @@ def example(rng: random.Random, tok) -> tuple[list[int], list[int]]:
     return ids, [-100] * (len(prompt) + len(given)) + learned
 
 
-def batch(rng: random.Random, tok, size: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    examples = [example(rng, tok) for _ in range(size)]
-    width = max(len(ids) for ids, _ in examples)
+def batches(rng: random.Random, tok, size: int, pad: int, pool: int = 8,
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    """Batches of `size` examples, drawn `pool` batches at a time and grouped by length, so that little
+    time goes into padding (conversation lengths vary fourfold), each with the weight that keeps every
+    learned token's share of the gradient what it would be in mixed batches: grouping puts most
+    no-thinking examples (a few learned tokens each) together, and without the weight those batches
+    would count as much as batches of whole traces."""
+    while True:
+        examples = sorted((example(rng, tok) for _ in range(size * pool)), key=lambda e: len(e[0]))
+        groups = [examples[i : i + size] for i in range(0, len(examples), size)]
+        learned = [sum(y != -100 for _, labels in group for y in labels) for group in groups]
+        mean = sum(learned) / pool
+        order = list(range(pool))
+        rng.shuffle(order)
+        for i in order:
+            yield (*tensors(groups[i], pad), learned[i] / mean)
+
+
+def tensors(examples: list[tuple[list[int], list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    size, width = len(examples), max(len(ids) for ids, _ in examples)
     ids = torch.full((size, width), pad, dtype=torch.long)
     labels = torch.full((size, width), -100, dtype=torch.long)
     mask = torch.zeros((size, width), dtype=torch.long)
@@ -87,23 +127,42 @@ def batch(rng: random.Random, tok, size: int, pad: int) -> tuple[torch.Tensor, t
 def tokenizer_corpus(rng: random.Random) -> list[str]:
     texts = []
     for _ in range(3000):
-        problem = arithmetic.random_problem(rng)
-        texts.append(prompt_text(problem, True, rng) + problem.thought + END_OF_THINKING + problem.answer)
+        problem, earlier = arithmetic.random_problem(rng), [arithmetic.random_problem(rng)]
+        texts.append(prompt_text(problem, True, rng, earlier) + problem.thought + END_OF_THINKING + problem.answer)
     return texts
 
 
 @torch.no_grad()
+def answer(model, tok, prompt: str) -> tuple[str, str]:
+    """(thought, answer) the model gives greedily to a rendered prompt."""
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    out = model.generate(torch.tensor([ids]), max_new_tokens=GENERATION["max_new_tokens"], do_sample=False,
+                         eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0)
+    text = tok.decode(out[0, len(ids):].tolist(), skip_special_tokens=False)
+    thought, _, reply = text.rpartition("</think>")
+    return thought, reply.replace("<|end|>", "").strip()
+
+
 def accuracy(model, tok, problems: list[arithmetic.Problem], think: bool) -> float:
-    rng, right = random.Random(0), 0
-    end = tok.token_to_id("<|end|>")
-    for problem in problems:
-        ids = tok.encode(prompt_text(problem, think, rng), add_special_tokens=False).ids
-        out = model.generate(torch.tensor([ids]), max_new_tokens=GENERATION["max_new_tokens"], do_sample=False,
-                             eos_token_id=end, pad_token_id=0)
-        text = tok.decode(out[0, len(ids):].tolist(), skip_special_tokens=False)
-        answer = text.split("</think>")[-1].replace("<|end|>", "").strip()
-        right += arithmetic.is_correct(answer, problem)
-    return right / len(problems)
+    """Single questions, each in a new conversation."""
+    rng = random.Random(0)
+    return sum(arithmetic.is_correct(answer(model, tok, prompt_text(p, think, rng))[1], p) for p in problems) / len(
+        problems)
+
+
+def conversation_accuracy(model, tok, conversations: list[list[arithmetic.Problem]]) -> list[float]:
+    """Accuracy at each question after the first, thinking on, with the model's own earlier answers (thought
+    included, as the engine stores them) in the history."""
+    right = [0] * (len(conversations[0]) - 1)
+    for problems in conversations:
+        messages: list[dict[str, str]] = []
+        for i, problem in enumerate(problems):
+            messages.append({"role": "user", "content": problem.question})
+            thought, reply = answer(model, tok, render(CHAT_TEMPLATE, messages, bos_token="<s>"))
+            messages.append({"role": "assistant", "content": f"<think>{thought}</think>\n\n{reply}"})
+            if i:
+                right[i - 1] += arithmetic.is_correct(reply, problem)
+    return [r / len(conversations) for r in right]
 
 
 def main() -> None:
@@ -111,7 +170,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--eval", type=int, default=100, help="held-out problems per mode")
+    parser.add_argument("--eval", type=int, default=100, help="held-out problems per mode, and conversations")
     parser.add_argument("--out", type=Path, default=Path("localai/data/demo-model"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -120,14 +179,26 @@ def main() -> None:
     rng = random.Random(SEED)
 
     tok = train_tokenizer(160, individual_digits=True, corpus=tokenizer_corpus(rng))
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_tokenizer(tok, args.out)
     config = transformers.NemotronHConfig(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
                                           eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **CONFIG)
     model = transformers.NemotronHForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
     print(f"{params / 1e6:.2f}M parameters, vocabulary {tok.get_vocab_size()}", flush=True)
+    train(model, tok, rng, args, started)
 
+    model.eval()
+    held_out = arithmetic.problems(args.eval)
+    scores = {"thinking": accuracy(model, tok, held_out, True), "no_thinking": accuracy(model, tok, held_out, False),
+              "later_questions_thinking": conversation_accuracy(model, tok, arithmetic.conversations(args.eval))}
+    minutes = (time.perf_counter() - started) / 60
+    print(f"held-out accuracy over {args.eval}: {scores}; {minutes:.1f} min in all", flush=True)
+    write(args.out, model, tok, {
+        "seed": SEED, "steps": args.steps, "batch": args.batch, "lr": args.lr, "parameters": params,
+        "minutes": round(minutes, 1), "held_out_problems": args.eval, "held_out_accuracy": scores,
+        "torch": torch.__version__, "transformers": transformers.__version__})
+
+
+def train(model, tok, rng: random.Random, args: argparse.Namespace, started: float) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, args.steps // 20)
 
@@ -138,11 +209,11 @@ def main() -> None:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
-    for step in range(args.steps):
-        ids, labels, mask = batch(rng, tok, args.batch, pad=0)
+    for step, (ids, labels, mask, weight) in zip(range(args.steps), batches(rng, tok, args.batch, pad=0),
+                                                 strict=False):
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
@@ -151,20 +222,17 @@ def main() -> None:
             print(f"step {step} loss {loss.item():.4f} lr {scheduler.get_last_lr()[0]:.2e} {elapsed / 60:.1f} min",
                   flush=True)
 
-    model.eval()
-    held_out = arithmetic.problems(args.eval)
-    scores = {"thinking": accuracy(model, tok, held_out, True), "no_thinking": accuracy(model, tok, held_out, False)}
-    minutes = (time.perf_counter() - started) / 60
-    print(f"held-out accuracy over {args.eval}: {scores}; {minutes:.1f} min in all", flush=True)
 
-    model.save_pretrained(args.out)
-    (args.out / "generation_config.json").write_text(json.dumps(
+def write(out: Path, model, tok, training: dict) -> None:
+    """Checkpoint, tokenizer, generation defaults and the training record, written only once training and
+    evaluation are done (the shipped model stays whole until then)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(tok, out)
+    model.save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps(
         {**GENERATION, "do_sample": False, "eos_token_id": [tok.token_to_id("<|end|>")],
          "bos_token_id": tok.token_to_id("<s>"), "pad_token_id": 0}, indent=2) + "\n")
-    (args.out / "training.json").write_text(json.dumps({
-        "seed": SEED, "steps": args.steps, "batch": args.batch, "lr": args.lr, "parameters": params,
-        "minutes": round(minutes, 1), "held_out_problems": args.eval, "held_out_accuracy": scores,
-        "torch": torch.__version__, "transformers": transformers.__version__}, indent=2) + "\n")
+    (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ exits with 130.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import signal
@@ -52,7 +53,19 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+def check_command(argv: list[str]) -> None:
+    """A misspelled verb gets the close ones suggested (`localai rnu`: did you mean run?), as git does."""
+    verb = next((arg for arg in argv if not arg.startswith("-")), None)
+    if verb is None or verb in COMMANDS:
+        return
+    close = difflib.get_close_matches(verb, COMMANDS, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"the commands are {', '.join(COMMANDS)}"
+    print(f"error: unknown command {verb!r}: {hint} (see `localai --help`)", file=sys.stderr)
+    raise SystemExit(2)  # what argparse exits with for any other usage error
+
+
 def main(argv: list[str] | None = None) -> int:
+    check_command(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s")

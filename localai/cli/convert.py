@@ -46,6 +46,7 @@ def capabilities(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from converters import convert
+    from localai.units import human_bytes
 
     show_progress = sys.stderr.isatty() and not args.json
 
@@ -63,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         artifact = package.manifest.artifacts[0]
         size = sum(a.bytes for a in package.manifest.artifacts)
-        print(f"{package.manifest.name}: {artifact.format} {artifact.quant}, {size / 1e6:.1f} MB -> {package.root}")
+        print(f"{package.manifest.name}: {artifact.format} {artifact.quant}, {human_bytes(size)} -> {package.root}")
     return 0

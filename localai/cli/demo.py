@@ -4,7 +4,7 @@ The package ships a small trained Nemotron-H (Mamba2 + attention + MLP layers) t
 numbers, thinking column by column first (docs/demo.md). The first run converts it to a GGUF package in
 the store; later runs reuse that package as long as it was made from the same checkpoint. Then it opens
 the chat app, or a line-mode chat with --plain, or answers one --prompt and exits. Without a terminal it
-answers one example question.
+answers one example question and says, in one line on stderr, how to get the chat.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from localai.errors import LocalAIError
 from localai.package import file_sha256
+from localai.tasks.arithmetic import MAX_DIGITS, MIN_DIGITS
 
 DEFAULT_QUANT = "q8_0"
 EXAMPLE = "What is 48213 + 9876?"
+SCOPE = f"adds two whole numbers of {MIN_DIGITS} to {MAX_DIGITS} digits"  # what it learned
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -30,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--no-think", dest="think", action="store_false", default=True,
                    help="answer without thinking first")
     p.add_argument("--reasoning-budget", type=int, help="most reasoning tokens (default unlimited)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     return p
 
 
@@ -62,26 +66,34 @@ def ensure_package(quant: str, to: str = "gguf") -> Path:
 def run(args: argparse.Namespace) -> int:
     from localai import store
 
+    if args.threads is not None and args.threads < 1:
+        raise LocalAIError(f"--threads must be at least 1, got {args.threads}")
     package = ensure_package(args.quant)
     settings = {"think": args.think, "reasoning_budget": args.reasoning_budget}
-    if args.prompt is None and not args.plain and sys.stdout.isatty():
-        from tui.app import ChatApp
+    if args.prompt is None and not args.plain:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from tui.app import ChatApp
 
-        ChatApp(str(package), settings=settings, save_dir=store.home() / "chats").run()
-        return 0
+            ChatApp(str(package), load_options={"n_threads": args.threads}, settings=settings,
+                    save_dir=store.home() / "chats", placeholder=f"e.g. What is 123 + 4567? (this model {SCOPE}) "
+                                                                 "· F1: keys").run()
+            return 0
+        print("note: the chat app needs a terminal, so here is one example answer; run `localai demo` in a "
+              "terminal, or `localai demo --plain` for a line-mode chat", file=sys.stderr)
     if args.plain:
         from localai.cli.chat import plain_chat
 
-        return plain_chat(str(package), settings)
-    return _one_turn(package, args.prompt or EXAMPLE, settings)
+        print(f"The demo model {SCOPE}: ask e.g. What is 123 + 4567?")
+        return plain_chat(str(package), settings, n_threads=args.threads)
+    return _one_turn(package, args.prompt or EXAMPLE, settings, args.threads)
 
 
-def _one_turn(package: Path, question: str, settings: dict[str, object]) -> int:
+def _one_turn(package: Path, question: str, settings: dict[str, object], threads: int | None) -> int:
     import localai
     from localai.chat import Final
     from localai.cli.run import Printer
 
-    model = localai.load(package)
+    model = localai.load(package, n_threads=threads)
     try:
         print(f"model: {model.manifest.name} ({model.manifest.architecture}, {model.manifest.artifacts[0].quant}, "
               f"{model.backend.name})")

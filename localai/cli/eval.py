@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     task.add_argument("--budgets", metavar="LIST", help=f"reasoning budgets (default {DEFAULT_BUDGETS}; 0 = thinking "
                                                         "off)")
     task.add_argument("--n", type=int, metavar="N", help="problems per budget (default 200)")
-    task.add_argument("--csv", type=Path, metavar="FILE", help="where the sweep's CSV goes "
-                                                               "(default: MODEL-TASK-budgets.csv here)")
+    task.add_argument("--csv", type=Path, metavar="FILE",
+                      help="also write the sweep's rows to this CSV file (default: none; nothing is written unasked)")
     task.add_argument("--max-tokens", type=int, metavar="N",
                       help="most tokens per answer, reasoning included (default: the model's, else 1024)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -190,14 +190,15 @@ def _sweep(args: argparse.Namespace) -> int:
             rows = sweep(model, task, task.problems(n), budgets, on_problem=lambda: advance(1), **settings)
     finally:
         model.close()
-    csv_path = args.csv or Path(f"{name}-{args.task}-budgets.csv")
     if args.json:
-        print(json.dumps({"model": name, "task": args.task, "problems": n, "csv": str(csv_path),
+        print(json.dumps({"model": name, "task": args.task, "problems": n,
+                          "csv": None if args.csv is None else str(args.csv),
                           "results": [r.to_dict() for r in rows]}, indent=2))
     else:
         print(_sweep_report(name, args.task, n, rows))
-    write_text_atomic(csv_path, _sweep_csv(rows))  # after printing: a bad path never loses the results
-    print(f"wrote {csv_path}", file=sys.stderr)
+    if args.csv is not None:
+        write_text_atomic(args.csv, _sweep_csv(rows))  # after printing: a bad path never loses the results
+        print(f"wrote {args.csv}", file=sys.stderr)
     return 0
 
 

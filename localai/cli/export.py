@@ -19,10 +19,10 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     from localai import archive, integrity
-    from localai.cli.ls import human_bytes
     from localai.cli.progress import progress_bar
     from localai.errors import PackageError
     from localai.model import resolve
+    from localai.units import human_bytes
 
     package = resolve(args.model)
     if package.manifest.source.get("kind") == "gguf":

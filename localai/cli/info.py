@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    from localai.cli.ls import human_bytes
     from localai.model import resolve
+    from localai.units import human_bytes
 
     package = resolve(args.model)
     m = package.manifest

@@ -13,19 +13,10 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     return p
 
 
-def human_bytes(n: int) -> str:
-    """1234567 -> "1.2 MB" (decimal units, as disks and downloads count)."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 def run(args: argparse.Namespace) -> int:
     from localai import store
     from localai.backends import BACKENDS
+    from localai.units import human_bytes
 
     rows = []
     for package in store.packages():

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from localai.backends.base import DEVICES
-from localai.chat import ContentDelta, Final, Notice, ReasoningDelta
+from localai.chat import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING, ContentDelta, Final, Notice, ReasoningDelta
 
 
 def budget(value: str) -> int | None:
@@ -31,9 +31,11 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
                    help="most reasoning tokens (0 = no reasoning; default unlimited)")
     p.add_argument("--reasoning-grace", type=int, metavar="N",
                    help="after the budget, tokens allowed to finish the line (default max(8, N/10); 0 = cut hard)")
-    p.add_argument("--max-tokens", type=int, help="most tokens to generate, reasoning included (default 1024)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: the model's, else 0.7)")
-    p.add_argument("--top-p", type=float, help="nucleus mass (default: the model's, else 0.95)")
+    p.add_argument("--max-tokens", type=int,
+                   help=f"most tokens, reasoning included (default: the model's, else {DEFAULT_MAX_TOKENS})")
+    p.add_argument("--temperature", type=float,
+                   help=f"0 = greedy (default: the model's, else {DEFAULT_SAMPLING['temperature']})")
+    p.add_argument("--top-p", type=float, help=f"nucleus mass (default: the model's, else {DEFAULT_SAMPLING['top_p']})")
     p.add_argument("--top-k", type=int, help="keep the k most likely tokens (default: off)")
     p.add_argument("--min-p", type=float, help="drop tokens below this fraction of the top probability")
     p.add_argument("--repeat-penalty", type=float, dest="repetition_penalty", help="repetition penalty (1 = off)")

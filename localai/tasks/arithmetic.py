@@ -21,8 +21,9 @@ import random
 import re
 from dataclasses import dataclass
 
-MIN_DIGITS, MAX_DIGITS = 3, 6
+MIN_DIGITS, MAX_DIGITS = 1, 6
 EVAL_SEED = 1_000_003  # held-out problems come from here; training uses other seeds
+CONVERSATION_SEED = 1_000_033  # held-out conversations come from here
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ def problems(n: int, seed: int = EVAL_SEED) -> list[Problem]:
     """`n` problems; the default seed gives the held-out set."""
     rng = random.Random(seed)
     return [random_problem(rng) for _ in range(n)]
+
+
+def conversations(n: int, turns: int = 4, seed: int = CONVERSATION_SEED) -> list[list[Problem]]:
+    """`n` conversations of `turns` questions each, asked one after another in one chat; the default seed
+    gives the held-out set."""
+    rng = random.Random(seed)
+    return [[random_problem(rng) for _ in range(turns)] for _ in range(n)]
 
 
 def is_correct(answer_text: str, problem: Problem) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
-from localai.chat import collect
+from localai.chat import Conversation, collect
 from localai.errors import LocalAIError
 from localai.model import Model
 
@@ -44,6 +44,26 @@ def score(model: Model, task: ModuleType, problems: list[Any], *, on_problem: Ca
         on_problem()
     n = len(problems)
     return TaskScore(n, correct, reasoning / n, completion / n, latency / n * 1000)
+
+
+def score_conversations(model: Model, task: ModuleType, conversations: list[list[Any]], **settings: Any,
+                        ) -> list[TaskScore]:
+    """Ask each conversation's problems one after another in one chat (the model's own earlier answers
+    stay in the history, as in `localai chat`) and score each position: element i is question i + 1."""
+    settings = {"temperature": 0.0, **settings}
+    turns = len(conversations[0])
+    correct, reasoning, completion, latency = [0] * turns, [0] * turns, [0] * turns, [0.0] * turns
+    for problems in conversations:
+        chat = Conversation(model, settings=settings)
+        for i, problem in enumerate(problems):
+            started = time.perf_counter()
+            final = collect(chat.send(problem.question))
+            latency[i] += time.perf_counter() - started
+            correct[i] += task.is_correct(final.content, problem)
+            reasoning[i] += final.usage.reasoning_tokens
+            completion[i] += final.usage.completion_tokens
+    n = len(conversations)
+    return [TaskScore(n, correct[i], reasoning[i] / n, completion[i] / n, latency[i] / n * 1000) for i in range(turns)]
 
 
 def parse_budgets(text: str) -> list[int | None]:

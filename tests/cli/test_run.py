@@ -63,3 +63,24 @@ def test_run_reports_bad_model_in_one_line(cli, tmp_path):
     assert result.err.count("\n") == 1 and result.err.startswith("error: ")
     missing = cli("run", "no-such-model", "--prompt", "hi")
     assert missing.code == 1 and "no model 'no-such-model'" in missing.err
+
+
+@pytest.mark.parametrize("verb", ["run", "chat"])
+def test_help_states_the_defaults_that_are_used(cli, verb):
+    from localai.chat import options
+
+    text = " ".join(cli(verb, "--help").out.split())
+    fallback = options({})
+    assert f"(default: the model's, else {fallback.max_tokens})" in text
+    assert f"(default: the model's, else {fallback.sampling.temperature})" in text
+    assert f"(default: the model's, else {fallback.sampling.top_p})" in text
+    assert options({"max_new_tokens": 256}).max_tokens == 256  # "the model's" wins when it has one
+
+
+@pytest.mark.parametrize("typo, suggestion", [("rnu", "did you mean run?"), ("chta", "did you mean chat?"),
+                                              ("zzzz", "the commands are convert, run,")])
+def test_a_misspelled_command_gets_a_suggestion(cli, typo, suggestion):
+    result = cli(typo, "model")
+    assert result.code == 2 and result.out == ""
+    assert result.err.startswith(f"error: unknown command '{typo}': {suggestion}")
+    assert len(result.err.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.tui.helpers import chat_screen, send, until
+from tests.tui.helpers import chat_screen, send, type_text, until
 from tui.app import ChatApp
 from tui.screens.picker import PickerScreen
 from tui.widgets.prompt import PromptInput
@@ -82,10 +82,17 @@ def test_save_regenerate_and_new_chat(app_for, tmp_path):
             await pilot.press("ctrl+s")
             saved = sorted((tmp_path / "saved").iterdir())
             assert [p.suffix for p in saved] == [".json", ".md"]
-            assert json.loads(saved[0].read_text())["messages"] == screen.conversation.messages
-            assert "**user**" in saved[1].read_text()
+            messages = json.loads(saved[0].read_text())["messages"]
+            assert messages == screen.conversation.messages
+            assert messages[-1]["settings"] == {"think": False, "reasoning_budget": None, "temperature": 0.0,
+                                                "top_p": 0.95, "max_tokens": 12}  # the answer ties back to the controls
+            assert "**user**" in saved[1].read_text() and "thinking off · budget unlimited" in saved[1].read_text()
+            [notice] = [n for n in app._notifications if n.title == "Saved"]
+            assert notice.message.startswith(str(tmp_path / "saved" / "chat-"))  # not "Saved" twice
             await pilot.press("ctrl+e")
             assert len(list((tmp_path / "saved").glob("metrics-*"))) == 2
+            [exported] = json.loads(next((tmp_path / "saved").glob("metrics-*.json")).read_text())
+            assert (exported["think"], exported["temperature"], exported["max_tokens"]) == (False, 0.0, 12)
             before = screen.conversation.messages[-1]["content"]
             await pilot.press("ctrl+r")
             await until(pilot, lambda: not screen.busy and len(screen.metrics) == 2)
@@ -106,19 +113,80 @@ def test_a_model_that_fails_to_load_leaves_the_app_running(tmp_path):
     asyncio.run(scenario())
 
 
-def test_picker_lists_the_store_and_opens_a_model(package, isolated_store, tmp_path):
+def test_picker_lists_the_store_and_opens_a_model(package, isolated_store, tmp_path, cli):
     import shutil
 
     shutil.copytree(package("nemotron_h", "q8_0"), isolated_store / "models" / "tiny")
+    listed = cli("ls").out.splitlines()[1]
 
     async def scenario():
         app = ChatApp(None, load_options={"n_ctx": 512}, save_dir=tmp_path)
         async with app.run_test(size=(140, 40)) as pilot:
             table = app.screen.query_one("#models")
             assert table.row_count == 1
+            size = table.get_row_at(0)[4]
+            assert size.endswith(" MB") and f"  {size}  " in listed  # one size formatter for ls and the picker
             await pilot.press("enter")
             screen = await chat_screen(pilot)
             assert screen.model.manifest.name == "nemotron-h-q8_0"
+    asyncio.run(scenario())
+
+
+def test_typing_in_the_picker_goes_to_the_path_box(package, isolated_store, tmp_path):
+    import shutil
+
+    shutil.copytree(package("nemotron_h", "q8_0"), isolated_store / "models" / "tiny")
+    path = str(package("nemotron_h", "f32"))
+
+    async def scenario():
+        app = ChatApp(None, load_options={"n_ctx": 512}, save_dir=tmp_path)
+        async with app.run_test(size=(140, 40)) as pilot:
+            assert app.focused is app.screen.query_one("#models")  # arrows and Enter pick from the list
+            await type_text(pilot, path)
+            assert app.screen.query_one("#path").value == path
+            await pilot.press("enter")
+            screen = await chat_screen(pilot)
+            assert screen.model.manifest.name == "nemotron-h-f32"  # the typed path, not the highlighted row
+    asyncio.run(scenario())
+
+
+def test_keyboard_only_thinking_focus_and_hints(app_for):
+    async def scenario():
+        app = app_for(think=True, temperature=1.0, seed=1, max_tokens=40)
+        async with app.run_test(size=(140, 40)) as pilot:
+            prompt = (await chat_screen(pilot)).query_one(PromptInput)
+            assert "F1" in str(prompt.placeholder) and "Enter sends" in str(prompt.placeholder)  # the empty chat's hint
+            screen = await send(pilot, "think about it")
+            stops = [type(w).__name__ + (f"#{w.id}" if w.id else "") for w in screen.focus_chain]
+            assert stops == ["Transcript#transcript", "PromptInput#prompt", "Switch#think", "Slider#budget",
+                             "Input#temperature", "Input#top_p", "Input#max_tokens"]  # answers add no stops
+            [answer] = screen.query(AssistantMessage)
+            assert answer.thinking.collapsed
+            await pilot.press("ctrl+o")
+            assert not answer.thinking.collapsed
+            await pilot.press("ctrl+o")
+            assert answer.thinking.collapsed
+            transcript = screen.query_one("#transcript")
+            await pilot.press("shift+tab")
+            assert app.focused is transcript and transcript.styles.border_left[0] == "thick"  # focus shows
+            await pilot.press("tab")
+            switch = screen.query_one("#think")
+            await pilot.press("ctrl+t")  # from the prompt
+            assert app.focused is prompt and switch.value is False
+            await send(pilot, "no thinking now")
+            assert screen.metrics[-1].reasoning_tokens == 0 and screen.metrics[-1].think is False
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("width, table", [(80, False), (120, True)])
+def test_the_transcript_keeps_most_of_a_narrow_terminal(app_for, width, table):
+    async def scenario():
+        app = app_for(think=False)
+        async with app.run_test(size=(width, 24)) as pilot:
+            screen = await chat_screen(pilot)
+            assert screen.query_one("#main").size.width >= width - 46
+            assert screen.query_one("#main").size.width >= 48
+            assert screen.query_one("#turns").display is table
     asyncio.run(scenario())
 
 

@@ -34,11 +34,28 @@ def test_chat_screen(snap_compare, package, tmp_path):
     assert snap_compare(app, terminal_size=SIZE, run_before=_loaded)
 
 
-def test_help_screen(snap_compare, package, tmp_path):
+async def _help(pilot) -> None:
+    await _loaded(pilot)
+    await pilot.press("f1")
+
+
+async def _bad_temperature(pilot) -> None:
+    """Temp focused with an out-of-range value: the value stays readable and the reason is shown."""
+    await _loaded(pilot)
+    pilot.app.screen.query_one("#temperature").focus()
+    await pilot.pause()
+    await pilot.press("9")
+
+
+async def _switch_focused(pilot) -> None:
+    await _loaded(pilot)
+    pilot.app.screen.query_one("#think").focus()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size, steps", [(SIZE, _help), ((80, 24), _help), (SIZE, _bad_temperature),
+                                         (SIZE, _switch_focused), ((80, 24), _loaded)],
+                         ids=["help", "help-80x24", "focused-invalid-field", "focused-switch", "chat-80x24"])
+def test_chat_app_states(snap_compare, package, tmp_path, size, steps):
     app = ChatApp(str(package("nemotron_h", "q8_0")), load_options={"n_ctx": 1024}, save_dir=tmp_path)
-
-    async def open_help(pilot) -> None:
-        await _loaded(pilot)
-        await pilot.press("f1")
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=open_help)
+    assert snap_compare(app, terminal_size=size, run_before=steps)

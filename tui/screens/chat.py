@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options
+from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options, turn_settings
 from localai.errors import LocalAIError
 from localai.files import write_text_atomic
 from localai.model import Model
@@ -30,6 +30,7 @@ from tui.widgets.profiling import ProfilingPanel
 from tui.widgets.prompt import PromptInput
 from tui.widgets.transcript import AssistantMessage, Transcript, UserMessage
 
+PLACEHOLDER = "Ask something · Enter sends · F1: keys"
 FRAME_SECONDS = 1 / 30
 RATE_WINDOW_SECONDS = 0.25
 _DONE = object()  # end of one turn's events
@@ -43,11 +44,18 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
         Binding("ctrl+e", "export_metrics", "Export metrics", priority=True, show=False),
+        Binding("ctrl+t", "toggle_thinking", "Thinking on/off", priority=True, show=False),
+        Binding("ctrl+o", "show_thinking", "Show/hide thinking", priority=True, show=False),
     ]
+    # below 100 columns the side panel narrows and drops the per-turn table (the last turn's figures stay;
+    # Ctrl+E exports every turn), so the transcript keeps most of the width
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
 
-    def __init__(self, model: Model, *, settings: dict[str, Any], save_dir: Path, system: str | None = None) -> None:
+    def __init__(self, model: Model, *, settings: dict[str, Any], save_dir: Path, system: str | None = None,
+                 placeholder: str | None = None) -> None:
         """`settings`: generation settings given on the command line (None = the package's defaults)."""
         super().__init__()
+        self.placeholder = placeholder or PLACEHOLDER
         self.model = model
         self.save_dir = save_dir
         self.conversation = Conversation(model, system=system)
@@ -66,6 +74,7 @@ class ChatScreen(Screen[None]):
         self._question: str | None = None
         self._user: UserMessage | None = None
         self._reset_when_done = False
+        self._turn_settings: dict[str, Any] = {}
         self._rate_baseline: int | None = None
         self._window_started = time.perf_counter()
 
@@ -74,7 +83,7 @@ class ChatScreen(Screen[None]):
         with Horizontal():
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
-                yield PromptInput(id="prompt")
+                yield PromptInput(id="prompt", placeholder=self.placeholder)
             with Vertical(id="sidebar"):
                 yield ControlPanel(**self.initial)
                 yield ProfilingPanel(self.model.backend.n_ctx)
@@ -101,6 +110,7 @@ class ChatScreen(Screen[None]):
     async def _start(self, text: str | None) -> None:
         """Start a turn (self.busy already set): answer `text`, or regenerate the last answer (None)."""
         settings = {**self.overrides, **self.query_one(ControlPanel).settings()}
+        self._turn_settings = turn_settings(self.conversation.options(**settings))  # for this turn's metrics
         self._cancel = threading.Event()
         self._current = await self.query_one(Transcript).add_assistant()
         self._rate_baseline: int | None = None
@@ -161,7 +171,7 @@ class ChatScreen(Screen[None]):
                 await self._previous_answer.remove()
                 self._previous_answer = None
             self._question = self._user = None
-            metrics = TurnMetrics.of(len(self.metrics) + 1, event, self.model.backend.n_ctx)
+            metrics = TurnMetrics.of(len(self.metrics) + 1, event, self.model.backend.n_ctx, self._turn_settings)
             self.metrics.append(metrics)
             self.query_one(ProfilingPanel).record(metrics)
             if self._current is not None:
@@ -200,6 +210,15 @@ class ChatScreen(Screen[None]):
             self._rate_baseline, self._window_started = n_past, time.perf_counter()
 
     # --- actions -----------------------------------------------------------------------------------
+
+    def action_toggle_thinking(self) -> None:
+        self.query_one(ControlPanel).toggle_thinking()
+
+    def action_show_thinking(self) -> None:
+        """Open or close the Thinking block of the last answer."""
+        answers = self.query(AssistantMessage)
+        if answers:
+            answers.last().toggle_thinking()
 
     def action_stop(self) -> None:
         """Stop the answer; what was generated so far is kept."""
@@ -246,7 +265,7 @@ class ChatScreen(Screen[None]):
             self.notify(f"Cannot save: {getattr(exc, 'strerror', None) or exc}", severity="error")
             return
         note = " (without the answer in progress)" if self.busy else ""
-        self.notify(f"Saved {stem}.json and .md{note}", title="Saved")
+        self.notify(f"{stem}.json and .md{note}", title="Saved")
 
     def action_export_metrics(self) -> None:
         """Export the session's per-turn metrics as CSV and JSON."""

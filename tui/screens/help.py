@@ -1,4 +1,4 @@
-"""F1: the keys."""
+"""F1: the keys, and how to close this (Esc, F1 or q)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from textual.widgets import Label, Static
 
 KEYS = (
     ("Enter", "send the message"),
+    ("Tab, Shift+Tab", "next / previous field"),
     ("Ctrl+J, Shift+Enter", "new line in the message"),
-    ("Esc", "stop the answer (the part so far is kept)"),
+    ("Esc", "stop the answer (what it said is kept)"),
+    ("Ctrl+T", "thinking on/off"),
+    ("Ctrl+O", "show/hide the last thinking (or click it)"),
     ("Ctrl+N", "new chat"),
     ("Ctrl+R", "regenerate the last answer"),
     ("Ctrl+S", "save the conversation (JSON and Markdown)"),
@@ -37,6 +40,6 @@ class HelpScreen(ModalScreen[None]):
         for key, meaning in KEYS:
             table.add_row(key, meaning)
         with Vertical(id="help"):
-            yield Label("Keys", classes="title")
+            yield Label("Keys · Esc closes this help", classes="title")
             yield Static(table)
             yield Static(SLIDER, classes="note")

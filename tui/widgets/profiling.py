@@ -36,6 +36,7 @@ class ProfilingPanel(Vertical):
         yield Static("", id="live")
         yield Static(self._summary(None), id="summary")
         table = DataTable(id="turns", cursor_type="row", zebra_stripes=True)
+        table.can_focus = False  # not a Tab stop: it scrolls with the mouse, and Ctrl+E exports it all
         table.add_columns("#", "TTFT ms", "decode t/s", "think", "answer", "ctx")
         yield table
 

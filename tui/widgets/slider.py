@@ -23,7 +23,8 @@ class Slider(Widget, can_focus=True):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"slider--filled", "slider--knob", "slider--empty"}
     DEFAULT_CSS = """
     Slider { height: 1; width: 1fr; }
-    Slider:focus { background: $boost; }
+    Slider:focus { background: $accent 25%; }
+    Slider:focus > .slider--knob { color: $accent; text-style: bold reverse; }
     Slider > .slider--filled { color: $accent; text-style: bold; }
     Slider > .slider--knob { color: $text; text-style: bold; }
     Slider > .slider--empty { color: $text-muted; }

@@ -109,6 +109,7 @@ class AssistantMessage(Vertical):
         super().__init__()
         self.thinking = Collapsible(title="Thinking…", collapsed=False)
         self.reasoning = Log(classes="reasoning", auto_scroll=True)
+        self.reasoning.can_focus = False  # Tab moves between the prompt and the controls; Ctrl+O opens this
         self.tail = Static("", classes="answer")
         self.status = Static("", classes="status")
         self._frozen: list[str] = []
@@ -126,6 +127,15 @@ class AssistantMessage(Vertical):
             yield self.reasoning
         yield self.tail
         yield self.status
+
+    def on_mount(self) -> None:
+        for title in self.thinking.query("CollapsibleTitle"):  # a click still opens and closes it
+            title.can_focus = False
+
+    def toggle_thinking(self) -> None:
+        """Show or hide the Thinking block (if this answer has one)."""
+        if self.thinking.display:
+            self.thinking.collapsed = not self.thinking.collapsed
 
     async def add_reasoning(self, text: str) -> None:
         self.thinking.display = True

@@ -25,6 +25,14 @@ def test_held_out_problems_are_fixed_and_scoring_reads_the_first_number():
     assert not arithmetic.is_correct("41 or 42", p) and not arithmetic.is_correct("", p)
 
 
+def test_held_out_conversations_are_fixed_and_cover_one_to_six_digits():
+    chats = arithmetic.conversations(50)
+    assert chats == arithmetic.conversations(50) and all(len(chat) == 4 for chat in chats)
+    assert not {p for chat in chats for p in chat} & set(arithmetic.problems(200))
+    digits = {len(str(n)) for p in arithmetic.problems(500, seed=7) for n in (p.a, p.b)}
+    assert digits == set(range(1, 7))
+
+
 def test_registry():
     assert task("arithmetic") is arithmetic
     with pytest.raises(LocalAIError, match="available: arithmetic"):

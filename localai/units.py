@@ -1,0 +1,14 @@
+"""How sizes are written everywhere a user reads them (CLI tables, the chat app's picker, notices), so
+one package never shows as 3.8 MB in one place and 4 MB in another."""
+
+from __future__ import annotations
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as disks and downloads count)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
