@@ -87,7 +87,8 @@ class BenchRow:
     quant: str
     backend: str
     device: str
-    threads: int
+    threads: int  # the most threads the runtime used
+    thread_policy: str  # how it chose them (threads.py): "adaptive, up to 2", "fixed 2, no spinning"
     test: str
     tokens_per_s: float
     tokens_per_s_std: float | None  # None with one repetition: no spread to report
@@ -124,7 +125,6 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
     """Load `model_ref` in this process and run every test of `settings`; `on_step` hears of each step."""
     import localai
     from localai.backends import BACKENDS
-    from localai.backends.base import default_threads
     from localai.profiling import peak_rss_bytes
 
     probe = _Probe()
@@ -153,7 +153,7 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
         gpu = probe.gpu_peak
         return [BenchRow(model=model.manifest.name, format=artifact.format, quant=artifact.quant,
                          backend=model.backend.name, device=model.backend.device,
-                         threads=settings.threads or default_threads(), test=test,
+                         threads=model.backend.max_threads, thread_policy=model.backend.thread_policy, test=test,
                          tokens_per_s=round(statistics.fmean(rates), 2),
                          tokens_per_s_std=round(statistics.stdev(rates), 2) if len(rates) > 1 else None,
                          load_s=round(probe.load_s, 3), peak_rss_mb=_mb(peak), gpu_mb=_mb(gpu),

@@ -43,7 +43,7 @@ def peak_rss_bytes() -> int | None:
 
 def machine_description(threads: int | None = None) -> dict[str, Any]:
     """CPU, memory, GPUs, OS and the versions of the libraries that do the work: what a benchmark ran on."""
-    from localai.backends.base import default_threads
+    from localai.backends.threads import physical_cores
 
     nvml = _nvml()
     gpus = nvidia_gpus() or []
@@ -55,7 +55,7 @@ def machine_description(threads: int | None = None) -> dict[str, Any]:
         "cpu": _cpu_name(),
         "cpu_cores": psutil.cpu_count(logical=False),
         "cpu_threads": psutil.cpu_count(logical=True),
-        "threads": threads or default_threads(),
+        "threads": threads or physical_cores(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "gpus": [name for name, _ in gpus],
         "gpu_driver": driver,

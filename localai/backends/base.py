@@ -9,7 +9,6 @@ every backend.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ class Backend(Protocol):
 
     name: str
     device: str  # where it runs: one of DEVICES but "auto"
+    max_threads: int  # the most CPU threads it computes on
+    thread_policy: str  # how it chooses them, in words ("adaptive, up to 2"), as benchmarks record it
     n_vocab: int
     n_ctx: int
 
@@ -103,13 +104,6 @@ def guarded(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return call  # type: ignore[return-value]
-
-
-def default_threads() -> int:
-    """Physical cores: runtimes run no faster on hyper-threads and slower when oversubscribed."""
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def checked_tokens(tokens: Sequence[int], *, n_vocab: int, n_past: int = 0, n_ctx: int | None = None) -> list[int]:

@@ -6,6 +6,9 @@ n_ctx x n_vocab score matrix and logits are read straight from llama.cpp's outpu
 Every call into llama.cpp holds the backend's lock, and `close()` takes it too: a model closed while
 another thread generates (an app quitting mid-answer) fails that thread's next call with a
 BackendError instead of letting it touch freed memory.
+
+The thread count of every decode call comes from a `threads.Governor`: all physical cores while the
+machine is otherwise idle, fewer while other processes keep cores busy (see localai/backends/threads.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import llama_cpp
 import numpy as np
 
 from localai.backends import llama_log
-from localai.backends.base import BackendState, checked_tokens, default_threads, guarded
+from localai.backends.base import BackendState, checked_tokens, guarded
+from localai.backends.threads import Governor, ThreadPolicy
 from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
@@ -40,7 +44,10 @@ class LlamaCppBackend:
             raise BackendError(f"context size must be positive, got {n_ctx}")
         if kv_cache not in KV_CACHE_TYPES:
             raise BackendError(f"unknown KV cache type {kv_cache!r} (choose from {', '.join(KV_CACHE_TYPES)})")
-        threads = n_threads or default_threads()
+        policy = ThreadPolicy.from_option(n_threads)
+        self.max_threads, self.thread_policy = policy.threads, policy.describe()
+        threads = policy.threads
+        self._governor = Governor(policy)  # measuring from here, the first window covers the load
         with llama_log.capture() as log:
             try:
                 self._llm = llama_cpp.Llama(
@@ -65,6 +72,11 @@ class LlamaCppBackend:
         self._batch = self._llm._batch
         self._n_batch = min(n_batch, n_ctx)
         self._n_past = 0
+
+    @property
+    def threads(self) -> int:
+        """The threads of the latest call."""
+        return self._governor.threads
 
     @property
     def n_past(self) -> int:
@@ -150,6 +162,9 @@ class LlamaCppBackend:
     def _decode(self, tokens: Sequence[int], *, all_logits: bool) -> np.ndarray:
         tokens = checked_tokens(tokens, n_vocab=self.n_vocab, n_past=self._n_past, n_ctx=self.n_ctx)
         rows: list[np.ndarray] = []
+        threads = self._governor.threads
+        if self._governor.update() != threads:
+            llama_cpp.llama_set_n_threads(self._ctx, self._governor.threads, self._governor.threads)
         for start in range(0, len(tokens), self._n_batch):
             chunk = tokens[start : start + self._n_batch]
             self._batch.set_batch(chunk, n_past=self._n_past, logits_all=all_logits)

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from localai.backends.base import BackendState, default_threads, guarded
+from localai.backends.base import BackendState, guarded
 from localai.backends.graph import GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
+from localai.backends.threads import ONNX_RUNTIME_SPINNING, ThreadPolicy, onnx_runtime_threads
 from localai.errors import BackendError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -86,8 +87,15 @@ class OnnxRuntimeBackend(GraphBackend):
         if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = n_threads or default_threads()
+        # the thread pool is fixed for the session's life, so it cannot follow the load (threads.py): what
+        # keeps decode up on a busy machine is that idle workers sleep instead of spinning
+        weight_bytes = sum(a.bytes for a in manifest.artifacts if a.format in ("onnx", "onnx-data"))
+        threads = onnx_runtime_threads(ThreadPolicy.from_option(n_threads), weight_bytes)
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ONNX_RUNTIME_SPINNING else "0")
+        self.max_threads = threads
+        self.thread_policy = f"fixed {threads}, {'spinning' if ONNX_RUNTIME_SPINNING else 'no spinning'}"
         options.log_severity_level = 3
         plugin = tensorrt_rtx_plugin() if device == "tensorrt" else None
         if plugin is not None:

@@ -77,6 +77,8 @@ class TensorRTBackend(GraphBackend):
 
     name = "tensorrt"
     device = "tensorrt"
+    max_threads = 1  # the calling thread, which only launches GPU work
+    thread_policy = "GPU"
 
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f32",
                  device: str = "auto", n_batch: int = 512) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from localai.backends.base import DEVICES
 from localai.bench import BenchRow, BenchSettings, measure_isolated
+from localai.cli.run import THREADS_HELP
 from localai.errors import LocalAIError
 from localai.files import append_lines, check_writable
 
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                    help="measured runs of each test (default 3)")
     p.add_argument("--turns", type=int, default=0, metavar="T",
                    help="also run a T-turn chat (turn-state reuse on) and report TTFT per turn (default: off)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--device", choices=DEVICES, default="auto", help="where ONNX models run")
     p.add_argument("--ctx", type=int, help="context size (default: what the tests need)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
@@ -91,10 +92,11 @@ def _measure_all(models: list[str], settings: BenchSettings, *, debug: bool) -> 
 # --- output ------------------------------------------------------------------------------------------
 
 COLUMNS = [  # (header, field); the table formats show these, csv and json every field
-    ("model", "model"), ("quant", "quant"), ("backend", "backend"), ("device", "device"), ("threads", "threads"),
+    ("model", "model"), ("quant", "quant"), ("backend", "backend"), ("device", "device"), ("threads", "thread_policy"),
     ("test", "test"), ("t/s", "tokens_per_s"), ("TTFT ms", "ttft_ms"), ("ITL p50 ms", "itl_p50_ms"),
     ("ITL p95 ms", "itl_p95_ms"), ("load s", "load_s"), ("peak RSS MB", "peak_rss_mb"), ("GPU MB", "gpu_mb"),
 ]
+TEXT_COLUMNS = ("model", "quant", "backend", "device", "thread_policy", "test")  # left-aligned in markdown
 
 
 def render(rows: list[BenchRow], fmt: str, machine: dict[str, Any], settings: BenchSettings) -> str:
@@ -114,8 +116,7 @@ def render(rows: list[BenchRow], fmt: str, machine: dict[str, Any], settings: Be
     footer = [_machine_line(machine, settings), *_turn_growth(rows)]
     if fmt == "md":
         lines = ["| " + " | ".join(h for h, _ in columns) + " |",
-                 "|" + "|".join("---:" if name not in ("model", "quant", "backend", "device", "test") else "---"
-                                for _, name in columns) + "|"]
+                 "|" + "|".join("---" if name in TEXT_COLUMNS else "---:" for _, name in columns) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in cells]
         return "\n".join([*lines, "", *footer]) + "\n"
     from rich.console import Console

@@ -14,6 +14,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from localai.cli.run import THREADS_HELP
 from localai.errors import LocalAIError
 from localai.package import file_sha256
 from localai.tasks.arithmetic import MAX_DIGITS, MIN_DIGITS
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("--no-think", dest="think", action="store_false", default=True,
                    help="answer without thinking first")
     p.add_argument("--reasoning-budget", type=int, help="most reasoning tokens (default unlimited)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     return p
 
 

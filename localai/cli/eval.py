@@ -16,6 +16,7 @@ from typing import Any
 
 from localai.backends.base import DEVICES
 from localai.cli.progress import progress_bar
+from localai.cli.run import THREADS_HELP
 from localai.errors import LocalAIError
 from localai.files import check_writable, write_text_atomic
 
@@ -47,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     task.add_argument("--max-tokens", type=int, metavar="N",
                       help="most tokens per answer, reasoning included (default: the model's, else 1024)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--device", choices=DEVICES, default="auto", help="where ONNX models run")
     return p
 

@@ -11,6 +11,8 @@ from typing import Any
 from localai.backends.base import DEVICES
 from localai.chat import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING, ContentDelta, Final, Notice, ReasoningDelta
 
+THREADS_HELP = "CPU threads, fixed (default: every physical core, fewer while other processes keep cores busy)"
+
 
 def budget(value: str) -> int | None:
     """--reasoning-budget: a token count, or "unlimited"."""
@@ -44,7 +46,7 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
     p.add_argument("--on-overflow", dest="context_policy", choices=("drop_oldest", "error"),
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where an ONNX model runs (auto: CUDA if onnxruntime has it, else CPU; tensorrt: onnxruntime's "
                         "TensorRT for RTX plugin or TensorRT provider); TensorRT engines run on the GPU")

@@ -21,6 +21,7 @@ def test_json_has_machine_settings_and_one_row_per_model_and_test(cli, package, 
     assert [(r["backend"], r["test"]) for r in rows] == [("llama.cpp", "pp16"), ("llama.cpp", "tg8"),
                                                           ("onnxruntime", "pp16"), ("onnxruntime", "tg8")]
     assert all(r["tokens_per_s"] > 0 and r["load_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    assert [r["thread_policy"] for r in rows] == ["fixed 1"] * 2 + ["fixed 1, no spinning"] * 2
 
 
 @pytest.mark.parametrize("fmt", ["table", "md", "csv"])
@@ -31,7 +32,7 @@ def test_text_formats(fmt, cli, package):
         rows = list(csv.DictReader(io.StringIO(result.out)))
         assert [r["test"] for r in rows] == ["pp16", "tg8"] and float(rows[0]["tokens_per_s"]) > 0
     else:
-        assert "pp16" in result.out and "tg8" in result.out and "threads" in result.out
+        assert "pp16" in result.out and "tg8" in result.out and "threads" in result.out and "fixed 1" in result.out
         assert "±" in result.out and "GPU MB" not in result.out  # no NVIDIA GPU here: no empty column
         if fmt == "md":
             assert result.out.startswith("| model | quant |")

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from localai.backends.threads import physical_cores
 from localai.bench import BenchSettings, measure, measure_isolated
 from localai.errors import LocalAIError
 
@@ -31,7 +32,8 @@ def test_measure_reports_every_test_with_numbers_consistent_with_wall_time(packa
     pp, tg, chat = rows
     for row in rows:
         assert row.model == "nemotron-h-f16" and row.backend == "llama.cpp" and row.device == "cpu"
-        assert row.threads == 2 and row.tokens_per_s > 0 and len(row.samples_tokens_per_s) == 2
+        assert row.threads == 2 and row.thread_policy == "fixed 2"
+        assert row.tokens_per_s > 0 and len(row.samples_tokens_per_s) == 2
         assert row.tokens_per_s == pytest.approx(sum(row.samples_tokens_per_s) / 2, abs=0.01)
         assert 0 < row.load_s < wall and row.peak_rss_mb > 0
     # the measured runs (warm-ups excluded) cannot take longer than the whole call
@@ -48,6 +50,13 @@ def test_measure_on_onnx(onnx_package):
     assert [(r.backend, r.device, r.quant, r.test) for r in rows] == [("onnxruntime", "cpu", "int4", "pp16"),
                                                                        ("onnxruntime", "cpu", "int4", "tg8")]
     assert all(r.tokens_per_s > 0 and r.tokens_per_s_std is None for r in rows)  # one run: no spread
+    # a graph this small runs on one thread (threads.SMALL_GRAPH_BYTES)
+    assert all(r.threads == 1 and r.thread_policy == "fixed 1, no spinning" for r in rows)
+
+
+def test_the_default_thread_policy_is_recorded(package):
+    rows = measure(str(package("nemotron_h", "q8_0")), BenchSettings(n_prompt=16, n_gen=8, repetitions=1))
+    assert {(r.threads, r.thread_policy) for r in rows} == {(physical_cores(), f"adaptive, up to {physical_cores()}")}
 
 
 def test_isolated_measurement_runs_in_a_child_and_reports_progress(package):
