@@ -3,8 +3,8 @@ policy localai uses now and the one it used before (localai/backends/threads.py)
 
     .venv/bin/python benchmarks/decode_under_load.py [--workdir /tmp/localai-bench] [-p 512] [-n 128] [-r 5]
 
-Packages: the demo model as GGUF q8_0 and ONNX int4 (`localai demo`'s, built on first use), and the ~250M
-Nemotron-H of benchmarks/convert_gguf.py as GGUF q4_k_m and ONNX int4 (built in --workdir on first use).
+Packages: the demo model as GGUF q8_0 and ONNX int4, and the ~250M Nemotron-H of benchmarks/convert_gguf.py
+as GGUF q4_k_m and ONNX int4, converted afresh into --workdir.
 Policies: "now" is the default (llama.cpp: as many threads as the cores other processes leave free,
 re-measured per call; ONNX Runtime: every physical core, workers sleep instead of spinning); "before"
 is what localai did until 2026-12-01 (every physical core, fixed; ONNX Runtime's workers spinning).
@@ -30,7 +30,7 @@ from convert_gguf import CONFIG, build_checkpoint
 
 from converters import convert
 from localai.backends.threads import physical_cores
-from localai.cli.demo import ensure_package
+from localai.cli.demo import checkpoint as demo_checkpoint
 
 POLICIES = ("before", "now")
 CHILD = """
@@ -48,16 +48,17 @@ BUSY = "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < 
 
 
 def packages(workdir: Path) -> dict[str, Path]:
-    """label -> package folder, built on first use."""
-    found = {"demo q8_0": ensure_package("q8_0"), "demo onnx int4": ensure_package("int4", to="onnx")}
+    """label -> package folder, converted afresh (this checkout's graphs)."""
     src = workdir / "nemotron-h-250m-bf16"
     if not (src / "model.safetensors").is_file():
         print(f"building checkpoint: {build_checkpoint(src, CONFIG) / 1e6:.0f}M parameters", file=sys.stderr)
-    for to, quant in (("gguf", "q4_k_m"), ("onnx", "int4")):
-        out = workdir / f"bench-{to}-{quant}"
-        if not (out / "manifest.json").is_file():
-            convert(str(src), to=to, quant=quant, output=out, name=f"bench-{to}-{quant}", force=True)
-        found[f"250M {'' if to == 'gguf' else 'onnx '}{quant}"] = out
+    found = {}
+    for label, source, to, quant in (("demo q8_0", demo_checkpoint(), "gguf", "q8_0"),
+                                     ("demo onnx int4", demo_checkpoint(), "onnx", "int4"),
+                                     ("250M q4_k_m", src, "gguf", "q4_k_m"), ("250M onnx int4", src, "onnx", "int4")):
+        name = f"under-load-{label.lower().replace(' ', '-')}"
+        convert(str(source), to=to, quant=quant, output=workdir / name, name=name, force=True)
+        found[label] = workdir / name
     return found
 
 

@@ -7,7 +7,8 @@ graph keeps only a reference (offset and length), so memory never holds more tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 OPSET = 21  # blockwise DequantizeLinear with int4 weights needs 21
-FLOAT4_OPSET = 23  # float4 (e2m1) weights need 23
+OPSET_23 = 23  # float4 (e2m1) weights and RMSNormalization need 23
 MS_DOMAIN = "com.microsoft"
 # tensors this large are page-aligned in the data file so ONNX Runtime can map them instead of copying
 _PAGE, _PAGE_ALIGN_FROM, _EMBED_BELOW = 4096, 1 << 20, 1024
@@ -49,6 +50,17 @@ class Graph:
     opset: int = OPSET
     _counter: int = 0
     _constants: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    _scope: str = ""
+
+    @contextmanager
+    def scope(self, name: str) -> Iterator[None]:
+        """Name the nodes made inside `node.<name>/...` (nested: `node.moe/mlp/...`), so that a profile can
+        say which part of the model (attention, mamba2, mlp, moe, head) each operator's time belongs to."""
+        outer, self._scope = self._scope, f"{self._scope}{name}/"
+        try:
+            yield
+        finally:
+            self._scope = outer
 
     def fresh(self, hint: str) -> str:
         self._counter += 1
@@ -59,23 +71,11 @@ class Graph:
         """Append a node; returns its output name (or a list of names when `outputs` > 1)."""
         base = name or self.fresh(op_type.lower())
         names = [base] if outputs == 1 else [f"{base}.{i}" for i in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=f"node.{base}", domain=domain,
-                                           **attrs))
+        node_name = f"node.{self._scope}{base}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=node_name, domain=domain, **attrs))
         if domain == MS_DOMAIN:
             self.uses_ms_domain = True
         return names[0] if outputs == 1 else names
-
-    def branch(self, name: str, build: Callable[[], list[str]]) -> onnx.GraphProto:
-        """A subgraph for an `If` node: the nodes `build` emits, which may use any value of the outer graph;
-        its outputs (float32) are the values `build` returns."""
-        outer, self.nodes = self.nodes, []
-        try:
-            outputs = [self.op("Identity", value, name=self.fresh(f"{name}_out")) for value in build()]
-            nodes = self.nodes
-        finally:
-            self.nodes = outer
-        return helper.make_graph(nodes, name, [],
-                                 [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs])
 
     def input(self, name: str, dtype: str, shape: tuple[int | str, ...]) -> str:
         self.inputs.append(ValueSpec(name, dtype, shape))

@@ -6,22 +6,45 @@ One graph serves prefill and decode. Its inputs are `input_ids` [batch, sequence
 `logits` and the matching `present.<layer>.<kind>` tensors, which the runtime feeds back as the next
 call's past. An empty past (length 0) starts a sequence.
 
-Only standard ONNX operators are used here, in the patterns ONNX Runtime's optimizer fuses (RMSNorm,
-SiLU); quantized matrices are the one place the flavours differ (see onnx_quant.py).
+The `portable` flavour (what TensorRT builds from) uses standard ONNX operators only, in the patterns
+ONNX Runtime's optimizer fuses (RMSNorm, SiLU). The `ort` flavour also uses ONNX Runtime's own
+`com.microsoft` operators where they save work: attention is one `GroupQueryAttention` whose key/value
+states are buffers of the context's full length (`KV_CAPACITY`), shared between past and present, so
+a decode step writes one position instead of copying the cache; the number of tokens already in them
+is the `past_length` input. Quantized matrices differ too (see onnx_quant.py).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
 from converters import onnx_quant
 from converters.checkpoint import Checkpoint
 from converters.onnx_graph import Graph
+from localai.backends.graph import KV_CAPACITY
+from localai.errors import ConversionError
 
 INT64_MAX = np.iinfo(np.int64).max
 BATCH, SEQUENCE, PAST = "batch", "sequence", "past_sequence"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scoped(kind: str) -> Callable[[F], F]:
+    """Name the nodes a Decoder method makes after the part of the model it builds (see Graph.scope)."""
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def call(self: Decoder, *args: Any, **kwargs: Any) -> Any:
+            with self.g.scope(kind):
+                return method(self, *args, **kwargs)
+        return call  # type: ignore[return-value]
+    return wrap
 
 
 @dataclass
@@ -32,6 +55,7 @@ class Decoder:
     ckpt: Checkpoint
     weights: onnx_quant.WeightFormat
     _past_length: str | None = None
+    _one_token: str | None = None
     _rope: dict[tuple[float, ...], tuple[str, str]] = field(default_factory=dict)
 
     # -- inputs, states, outputs ---------------------------------------------------------------------------
@@ -49,6 +73,7 @@ class Decoder:
     def present(self, value: str, layer: int, kind: str, shape: tuple[int | str, ...]) -> None:
         self.g.output(value, f"present.{layer}.{kind}", "float32", shape)
 
+    @scoped("head")
     def head(self, x: str, norm: str, eps: float, lm_head: str, vocab_size: int) -> None:
         """Final norm, the last `logits_to_keep` positions, and their logits."""
         g = self.g
@@ -65,19 +90,40 @@ class Decoder:
             return self.g.op("Shape", x, start=-1)
         return self.g.op("Shape", x, start=axis, end=axis + 1)
 
+    @property
+    def fused(self) -> bool:
+        """Whether ONNX Runtime's fused operators are used (the ort flavour)."""
+        return self.weights.flavor == "ort"
+
     def past_length(self, past_key: str) -> str:
-        """Tokens already in the state (1-element int64), read once from the first KV state's shape."""
+        """Tokens already in the state (1-element int64): the `past_length` input where K/V states are
+        shared buffers, else the first KV state's length."""
         if self._past_length is None:
-            self._past_length = self.g.op("Shape", past_key, start=2, end=3)
+            if self.fused:
+                scalar = self.g.input("past_length", "int64", ())
+                self._past_length = self.g.op("Unsqueeze", scalar, self.g.const([0]))
+            else:
+                self._past_length = self.g.op("Shape", past_key, start=2, end=3)
         return self._past_length
+
+    def one_token(self, x: str) -> str:
+        """Whether this call has one new token (a boolean scalar), from `x` [batch, sequence, ...]; computed once."""
+        if self._one_token is None:
+            self._one_token = self.g.op("Equal", self.g.op("Squeeze", self.dim(x, 1)), self.g.const(1))
+        return self._one_token
 
     def rms_norm(self, x: str, weight: str, eps: float, *, weight_shape: tuple[int, ...] | None = None) -> str:
         g = self.g
         w = self.weights.small(g, self.ckpt, weight, weight_shape)
-        return g.op("Mul", self._normalize(x, eps), w)
+        if self.fused:
+            return g.op("RMSNormalization", x, w, axis=-1, epsilon=eps)
+        return g.op("Mul", self._normalize(x, eps, None), w)
 
-    def _normalize(self, x: str, eps: float) -> str:
+    def _normalize(self, x: str, eps: float, size: int | None) -> str:
+        """x / sqrt(mean(x^2) + eps) over the last axis (of `size`, where the fused form needs it)."""
         g = self.g
+        if self.fused and size is not None:  # one operator (opset 23), with a scale of ones
+            return g.op("RMSNormalization", x, g.const(np.ones(size, np.float32), np.float32), axis=-1, epsilon=eps)
         mean_square = g.op("ReduceMean", g.op("Pow", x, g.const(2.0, np.float32)), g.const([-1]), keepdims=1)
         return g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.const(eps, np.float32))))
 
@@ -90,11 +136,13 @@ class Decoder:
 
     # -- MLPs -------------------------------------------------------------------------------------------------
 
+    @scoped("mlp")
     def relu2_mlp(self, x: str, up: str, down: str, bias: bool) -> str:
         """Nemotron-H's MLP: down(relu(up(x))²)."""
         h = self.g.op("Relu", self.linear(x, f"{up}.weight", f"{up}.bias" if bias else None))
         return self.linear(self.g.op("Mul", h, h), f"{down}.weight", f"{down}.bias" if bias else None)
 
+    @scoped("mlp")
     def swiglu_mlp(self, x: str, prefix: str, bias: bool) -> str:
         """Llama's MLP: down(silu(gate(x)) * up(x))."""
         def proj(name: str, v: str) -> str:
@@ -104,14 +152,61 @@ class Decoder:
 
     # -- attention --------------------------------------------------------------------------------------------
 
+    @scoped("attention")
     def attention(self, x: str, layer: int, prefix: str, *, heads: int, kv_heads: int, head_dim: int,
                   bias: bool = False, out_bias: bool = False, qk_norm_eps: float | None = None,
                   inv_freq: np.ndarray | None = None) -> str:
-        """Causal self-attention over the past keys/values and these tokens; GQA without copying K/V.
+        """Causal self-attention over the past keys/values and these tokens, with grouped KV heads.
 
         `qk_norm_eps`: Qwen3's RMSNorm on each head's queries and keys. `inv_freq`: rotary embedding
         frequencies ("rotate half" layout, as transformers applies them), or None for no positions.
         """
+        a = _Attention(layer, prefix, heads, kv_heads, head_dim, bias, out_bias, qk_norm_eps, inv_freq)
+        return self._fused_attention(x, a) if self.fused else self._portable_attention(x, a)
+
+    def _fused_attention(self, x: str, a: _Attention) -> str:
+        """ONNX Runtime's GroupQueryAttention on [batch, sequence, heads * head_dim] projections, appending
+        to K/V buffers that the runtime binds as both past and present."""
+        g = self.g
+        if a.head_dim % 8:
+            raise ConversionError(f"ONNX Runtime's fused attention needs a head size divisible by 8, this model's "
+                                  f"is {a.head_dim}: convert with --flavor portable")
+        kv_shape = (BATCH, a.kv_heads, KV_CAPACITY, a.head_dim)
+        past_k, past_v = self.state(a.layer, "key", kv_shape), self.state(a.layer, "value", kv_shape)
+        past_len = self.past_length(past_k)
+        rope = None
+        if a.inv_freq is not None:  # cos/sin [sequence, 1, head_dim]: broadcast over the heads
+            rope = tuple(g.op("Unsqueeze", t, g.const([1])) for t in self._rotary(a.inv_freq, past_len, x))
+
+        def positioned(proj: str, n: int, norm: str | None) -> str:
+            """Queries or keys [batch, sequence, n * head_dim], normed per head and rotated as the layer says."""
+            v = self.linear(x, f"{a.prefix}.{proj}.weight", f"{a.prefix}.{proj}.bias" if a.bias else None)
+            if norm is None and rope is None:
+                return v
+            v = g.op("Reshape", v, g.const([0, 0, n, a.head_dim]))
+            if norm is not None:
+                v = self.rms_norm(v, norm, a.qk_norm_eps or 0.0)
+            if rope is not None:
+                v = self._rotate(v, *rope, a.head_dim)
+            return g.op("Reshape", v, g.const([0, 0, n * a.head_dim]))
+
+        q = positioned("q_proj", a.heads, a.norm("q"))
+        k = positioned("k_proj", a.kv_heads, a.norm("k"))
+        v = self.linear(x, f"{a.prefix}.v_proj.weight", f"{a.prefix}.v_proj.bias" if a.bias else None)
+        total = g.op("Add", past_len, self.dim(x, 1))
+        last = g.op("Cast", g.op("Sub", total, g.const([1])), to=6)  # int32, one per sequence of the batch
+        seqlens = g.op("Expand", last, self.dim(x, 0))
+        out, present_k, present_v = g.op("GroupQueryAttention", q, k, v, past_k, past_v, seqlens,
+                                         g.op("Cast", g.op("Squeeze", total), to=6), outputs=3,
+                                         domain="com.microsoft", num_heads=a.heads, kv_num_heads=a.kv_heads)
+        self.present(present_k, a.layer, "key", kv_shape)
+        self.present(present_v, a.layer, "value", kv_shape)
+        return self.linear(out, f"{a.prefix}.o_proj.weight", f"{a.prefix}.o_proj.bias" if a.out_bias else None)
+
+    def _portable_attention(self, x: str, a: _Attention) -> str:
+        """Standard operators: the new K/V appended to the past by Concat, scores by MatMul, a causal mask."""
+        layer, prefix, heads, kv_heads, head_dim = a.layer, a.prefix, a.heads, a.kv_heads, a.head_dim
+        bias, out_bias, qk_norm_eps, inv_freq = a.bias, a.out_bias, a.qk_norm_eps, a.inv_freq
         g = self.g
         kv_shape = (BATCH, kv_heads, PAST, head_dim)
         past_k, past_v = self.state(layer, "key", kv_shape), self.state(layer, "value", kv_shape)
@@ -179,45 +274,21 @@ class Decoder:
 
     # -- Mamba2 -----------------------------------------------------------------------------------------------
 
+    @scoped("mamba2")
     def mamba2(self, x: str, layer: int, prefix: str, m: Mamba2Dims) -> str:
         """A Mamba2 mixer with explicit conv and SSM states, exact for any number of new tokens."""
         g = self.g
-        conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
-        ssm_shape = (BATCH, m.heads, m.head_dim, m.state_size)
-        past_conv, past_ssm = self.state(layer, "conv", conv_shape), self.state(layer, "ssm", ssm_shape)
-
         proj = self.linear(x, f"{prefix}.in_proj.weight")
         gate, xbc, dt = g.op("Split", proj, g.const([m.d_inner, m.conv_dim, m.heads]), axis=-1, outputs=3)
-
-        # causal depthwise convolution over [past conv inputs, new inputs]; the last kernel-1 inputs are the
-        # next conv state
-        window = g.op("Concat", past_conv, g.op("Transpose", xbc, perm=[0, 2, 1]), axis=2)
-        self.present(g.op("Slice", window, g.const([1 - m.conv_kernel]), g.const([INT64_MAX]), g.const([2])),
-                     layer, "conv", conv_shape)
-        conv_w = self.weights.small(g, self.ckpt, f"{prefix}.conv1d.weight")
-        conv_in = [window, conv_w] + ([self.weights.small(g, self.ckpt, f"{prefix}.conv1d.bias")]
-                                      if m.conv_bias else [])
-        xbc = g.op("Transpose", self.silu(g.op("Conv", *conv_in, group=m.conv_dim)), perm=[0, 2, 1])
+        xbc = self._causal_conv(xbc, layer, prefix, m)
         xs, b, c = g.op("Split", xbc, g.const([m.d_inner, m.groups * m.state_size, m.groups * m.state_size]),
                         axis=-1, outputs=3)
-
         dt = g.op("Softplus", g.op("Add", dt, self.weights.small(g, self.ckpt, f"{prefix}.dt_bias")))
         a_log = self.ckpt.load(f"{prefix}.A_log")
         neg_a = g.const(-np.exp(a_log.astype(np.float32)), np.float32)
         self.ckpt.release(f"{prefix}.A_log")
-        if self.weights.flavor == "portable":
-            # no control flow: TensorRT for RTX 1.7's builder crashes on `If`, and the chunked scan is exact
-            # for one token too (a 1-token chunk)
-            y, final = self._ssd(xs, b, c, dt, neg_a, past_ssm, m)
-        else:
-            # one token (decode) takes the plain recurrence: a few operators instead of the chunked scan's many
-            one_token = g.op("Equal", g.op("Squeeze", self.dim(xs, 1)), g.const(1))
-            y, final = g.op("If", one_token, outputs=2,
-                            then_branch=g.branch(f"mamba{layer}_step", lambda: self._step(xs, b, c, dt, neg_a,
-                                                                                          past_ssm, m)),
-                            else_branch=g.branch(f"mamba{layer}_scan", lambda: self._ssd(xs, b, c, dt, neg_a,
-                                                                                         past_ssm, m)))
-        self.present(final, layer, "ssm", ssm_shape)
+        scan = self._fused_scan if self.fused else self._portable_scan
+        y = scan(xs, b, c, dt, neg_a, layer, m)
 
         d = self.weights.small(g, self.ckpt, f"{prefix}.D", (m.heads, 1))
         heads = g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim]))
@@ -226,9 +297,56 @@ class Decoder:
         # gated RMSNorm, each group of channels normalised on its own
         y = g.op("Mul", y, self.silu(gate))
         grouped = g.op("Reshape", y, g.const([0, 0, m.groups, m.d_inner // m.groups]))
-        y = g.op("Reshape", self._normalize(grouped, m.eps), g.const([0, 0, m.d_inner]))
+        y = g.op("Reshape", self._normalize(grouped, m.eps, m.d_inner // m.groups), g.const([0, 0, m.d_inner]))
         y = g.op("Mul", y, self.weights.small(g, self.ckpt, f"{prefix}.norm.weight"))
         return self.linear(y, f"{prefix}.out_proj.weight")
+
+    def _causal_conv(self, xbc: str, layer: int, prefix: str, m: Mamba2Dims) -> str:
+        """SiLU(causal depthwise conv) of `xbc` [b, L, conv_dim] over the conv state (the last kernel-1
+        inputs) and these tokens; declares the state. ONNX Runtime's CausalConvWithState does it in one
+        operator; the portable form convolves [past inputs, new inputs]."""
+        g = self.g
+        conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
+        past = self.state(layer, "conv", conv_shape)
+        weight = self.weights.small(g, self.ckpt, f"{prefix}.conv1d.weight")
+        bias = [self.weights.small(g, self.ckpt, f"{prefix}.conv1d.bias")] if m.conv_bias else []
+        channels_first = g.op("Transpose", xbc, perm=[0, 2, 1])
+        if self.fused:
+            out, present = g.op("CausalConvWithState", channels_first, weight, *(bias or [""]), past, outputs=2,
+                                domain="com.microsoft", activation="silu")
+        else:
+            window = g.op("Concat", past, channels_first, axis=2)
+            present = g.op("Slice", window, g.const([1 - m.conv_kernel]), g.const([INT64_MAX]), g.const([2]))
+            out = self.silu(g.op("Conv", window, weight, *bias, group=m.conv_dim))
+        self.present(present, layer, "conv", conv_shape)
+        return g.op("Transpose", out, perm=[0, 2, 1])
+
+    def _fused_scan(self, xs: str, b: str, c: str, dt: str, neg_a: str, layer: int, m: Mamba2Dims) -> str:
+        """The SSM recurrence as ONNX Runtime's LinearAttention ("gated" rule): per head, state = exp(dt A)
+        state + B (dt x)^T and y = state^T C, with B and C shared by the heads of a group (its "keys" and
+        "queries"). The state is [b, heads, state_size, head_dim]. Returns y [b, L, d_inner] (no D skip)."""
+        g = self.g
+        ssm_shape = (BATCH, m.heads, m.state_size, m.head_dim)
+        past = self.state(layer, "ssm", ssm_shape)
+        # transformers clamps dt from below in its chunked scan (prompts), not in its one-token step
+        dt = g.op("Where", self.one_token(xs), dt, g.op("Max", dt, g.const(m.time_step_min, np.float32)))
+        x_dt = g.op("Mul", g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim])),
+                    g.op("Unsqueeze", dt, g.const([-1])))
+        y, state = g.op("LinearAttention", c, b, g.op("Reshape", x_dt, g.const([0, 0, m.d_inner])), past,
+                        g.op("Mul", dt, neg_a), outputs=2, domain="com.microsoft", q_num_heads=m.groups,
+                        kv_num_heads=m.heads, update_rule="gated", scale=1.0)
+        self.present(state, layer, "ssm", ssm_shape)
+        return y
+
+    def _portable_scan(self, xs: str, b: str, c: str, dt: str, neg_a: str, layer: int, m: Mamba2Dims) -> str:
+        """The SSM scan in standard operators (chunked, `_ssd`); the state is [b, heads, head_dim, state_size].
+        No control flow: TensorRT for RTX 1.7's builder crashes on `If`, and the chunked scan is exact for
+        one token too (a 1-token chunk)."""
+        ssm_shape = (BATCH, m.heads, m.head_dim, m.state_size)
+        past = self.state(layer, "ssm", ssm_shape)
+        y, final = self._ssd(xs, b, c, dt, neg_a, past, m)
+        self.present(final, layer, "ssm", ssm_shape)
+        return y
 
     def _per_head(self, v: str, m: Mamba2Dims) -> str:
         """B or C [b, L, groups * state] -> [b, L, heads, state] (the heads of a group share it)."""
@@ -236,18 +354,6 @@ class Decoder:
         v = g.op("Reshape", v, g.const([0, 0, m.groups, 1, m.state_size]))
         v = g.op("Expand", v, g.const([1, 1, 1, m.heads // m.groups, 1]))
         return g.op("Reshape", v, g.const([0, 0, m.heads, m.state_size]))
-
-    def _step(self, xs: str, b: str, c: str, dt: str, neg_a: str, past: str, m: Mamba2Dims) -> list[str]:
-        """The recurrence for one token: state = exp(dt A) state + dt x B^T; y = state C."""
-        g = self.g
-        dt = g.op("Reshape", dt, g.const([-1, m.heads, 1, 1]))
-        x = g.op("Reshape", xs, g.const([-1, m.heads, m.head_dim, 1]))
-        b = g.op("Reshape", self._per_head(b, m), g.const([-1, m.heads, 1, m.state_size]))
-        c = g.op("Reshape", self._per_head(c, m), g.const([-1, m.heads, m.state_size, 1]))
-        decay = g.op("Exp", g.op("Mul", dt, g.op("Reshape", neg_a, g.const([m.heads, 1, 1]))))
-        state = g.op("Add", g.op("Mul", past, decay), g.op("MatMul", g.op("Mul", x, dt), b))
-        y = g.op("Reshape", g.op("MatMul", state, c), g.const([-1, 1, m.d_inner]))
-        return [y, state]
 
     def _ssd(self, xs: str, b: str, c: str, dt: str, neg_a: str, past: str, m: Mamba2Dims) -> list[str]:
         """The selective scan in Mamba2's chunked ("SSD") form, vectorised over chunks.
@@ -321,6 +427,25 @@ class Decoder:
         below = g.op("Where", g.op("Less", cols, rows), repeated, g.const(0.0, np.float32))
         sums = g.op("CumSum", below, g.const(-2))
         return g.op("Where", g.op("LessOrEqual", cols, rows), g.op("Exp", sums), g.const(0.0, np.float32))
+
+
+@dataclass(frozen=True)
+class _Attention:
+    """One attention layer's description, as `Decoder.attention` takes it."""
+
+    layer: int
+    prefix: str
+    heads: int
+    kv_heads: int
+    head_dim: int
+    bias: bool
+    out_bias: bool
+    qk_norm_eps: float | None
+    inv_freq: np.ndarray | None
+
+    def norm(self, which: str) -> str | None:
+        """The per-head RMSNorm weight of the queries or keys (Qwen3), if the layer has one."""
+        return f"{self.prefix}.{which}_norm.weight" if self.qk_norm_eps is not None else None
 
 
 @dataclass(frozen=True)

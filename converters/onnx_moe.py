@@ -26,28 +26,29 @@ _ONE = numpy_helper.from_array(np.ones(1, np.float32))  # ConstantOfShape's fill
 
 def moe_block(d: Decoder, x: str, mixer: str, moe: MoEArgs, hidden: int) -> str:
     """The MoE mixer on `x` [batch, sequence, hidden], for checkpoint tensors under `mixer`."""
-    g = d.g
-    flat = g.op("Reshape", x, g.const([-1, hidden]))  # [tokens, hidden]
-    weights = _routing(d, flat, mixer, moe)  # [tokens, experts]; 0 where an expert is not chosen
-    routed = d.linear(flat, f"{mixer}.fc1_latent_proj.weight") if moe.latent_size else flat
-    total = g.op("ConstantOfShape", g.op("Shape", routed))  # float32 zeros
-    for e in range(moe.experts):
-        column = g.op("Gather", weights, g.const(e), axis=1)  # [tokens]
-        expert = f"{mixer}.experts.{e}"
-        if d.weights.flavor == "portable":  # every token; adding 0 x a finite output changes nothing
-            y = d.relu2_mlp(routed, f"{expert}.up_proj", f"{expert}.down_proj", False)
-            total = g.op("Add", total, g.op("Mul", y, g.op("Unsqueeze", column, g.const([1]))))
-            continue
-        rows = g.op("Transpose", g.op("NonZero", g.op("Greater", column, g.const(0.0, np.float32))))  # [n, 1]
-        index = g.op("Reshape", rows, g.const([-1]))
-        y = d.relu2_mlp(g.op("Gather", routed, index, axis=0), f"{expert}.up_proj", f"{expert}.down_proj", False)
-        y = g.op("Mul", y, g.op("Unsqueeze", g.op("Gather", column, index, axis=0), g.const([1])))
-        # tokens are unique within one expert: add its rows to theirs, in expert order as transformers does
-        total = g.op("ScatterND", total, rows, g.op("Add", g.op("Gather", total, index, axis=0), y))
-    if moe.latent_size:
-        total = d.linear(total, f"{mixer}.fc2_latent_proj.weight")
-    shared = d.relu2_mlp(flat, f"{mixer}.shared_experts.up_proj", f"{mixer}.shared_experts.down_proj", False)
-    return g.op("Reshape", g.op("Add", total, shared), g.op("Shape", x))
+    with d.g.scope("moe"):
+        g = d.g
+        flat = g.op("Reshape", x, g.const([-1, hidden]))  # [tokens, hidden]
+        weights = _routing(d, flat, mixer, moe)  # [tokens, experts]; 0 where an expert is not chosen
+        routed = d.linear(flat, f"{mixer}.fc1_latent_proj.weight") if moe.latent_size else flat
+        total = g.op("ConstantOfShape", g.op("Shape", routed))  # float32 zeros
+        for e in range(moe.experts):
+            column = g.op("Gather", weights, g.const(e), axis=1)  # [tokens]
+            expert = f"{mixer}.experts.{e}"
+            if d.weights.flavor == "portable":  # every token; adding 0 x a finite output changes nothing
+                y = d.relu2_mlp(routed, f"{expert}.up_proj", f"{expert}.down_proj", False)
+                total = g.op("Add", total, g.op("Mul", y, g.op("Unsqueeze", column, g.const([1]))))
+                continue
+            rows = g.op("Transpose", g.op("NonZero", g.op("Greater", column, g.const(0.0, np.float32))))  # [n, 1]
+            index = g.op("Reshape", rows, g.const([-1]))
+            y = d.relu2_mlp(g.op("Gather", routed, index, axis=0), f"{expert}.up_proj", f"{expert}.down_proj", False)
+            y = g.op("Mul", y, g.op("Unsqueeze", g.op("Gather", column, index, axis=0), g.const([1])))
+            # tokens are unique within one expert: add its rows to theirs, in expert order as transformers does
+            total = g.op("ScatterND", total, rows, g.op("Add", g.op("Gather", total, index, axis=0), y))
+        if moe.latent_size:
+            total = d.linear(total, f"{mixer}.fc2_latent_proj.weight")
+        shared = d.relu2_mlp(flat, f"{mixer}.shared_experts.up_proj", f"{mixer}.shared_experts.down_proj", False)
+        return g.op("Reshape", g.op("Add", total, shared), g.op("Shape", x))
 
 
 def _routing(d: Decoder, flat: str, mixer: str, moe: MoEArgs) -> str:

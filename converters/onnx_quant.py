@@ -33,7 +33,7 @@ import numpy as np
 from onnx import TensorProto, numpy_helper
 
 from converters.checkpoint import Checkpoint
-from converters.onnx_graph import FLOAT4_OPSET, MS_DOMAIN, OPSET, Graph
+from converters.onnx_graph import MS_DOMAIN, OPSET, OPSET_23, Graph
 from converters.tensors import as_float16
 from localai.errors import ConversionError
 
@@ -187,8 +187,8 @@ class WeightFormat:
 
     @property
     def opset(self) -> int:
-        """The graph's ONNX opset: float4 weights need a newer one."""
-        return FLOAT4_OPSET if self.quant == "nvfp4" else OPSET
+        """The graph's ONNX opset: float4 weights and the ort flavour's RMSNormalization need 23."""
+        return OPSET_23 if self.quant == "nvfp4" or self.flavor == "ort" else OPSET
 
     @property
     def bits(self) -> int:

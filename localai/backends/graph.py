@@ -16,6 +16,10 @@ from localai.backends.hf_tokenizer import PackageTokenizer
 from localai.errors import BackendError, PackageError
 from localai.package import Manifest, Package
 
+# the length of a K/V state that is one buffer for past and present (the ort flavour's fused attention):
+# the runtime allocates the context's size and binds `past_length`, the tokens in it
+KV_CAPACITY = "kv_capacity"
+
 
 class GraphBackend:
     """Base of a graph backend; the subclass sets the attributes below and calls `_reset_states()` when

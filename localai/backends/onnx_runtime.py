@@ -9,6 +9,7 @@ package's tokenizer.json.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import numpy as np
 import onnxruntime as ort
 
 from localai.backends.base import BackendState, guarded
-from localai.backends.graph import GraphBackend
+from localai.backends.graph import KV_CAPACITY, GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
-from localai.backends.threads import ONNX_RUNTIME_SPINNING, ThreadPolicy, onnx_runtime_threads
+from localai.backends.threads import ONNX_RUNTIME_SPINNING, ThreadPolicy
 from localai.errors import BackendError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -89,8 +90,7 @@ class OnnxRuntimeBackend(GraphBackend):
         options = ort.SessionOptions()
         # the thread pool is fixed for the session's life, so it cannot follow the load (threads.py): what
         # keeps decode up on a busy machine is that idle workers sleep instead of spinning
-        weight_bytes = sum(a.bytes for a in manifest.artifacts if a.format in ("onnx", "onnx-data"))
-        threads = onnx_runtime_threads(ThreadPolicy.from_option(n_threads), weight_bytes)
+        threads = ThreadPolicy.from_option(n_threads).threads
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ONNX_RUNTIME_SPINNING else "0")
@@ -122,24 +122,36 @@ class OnnxRuntimeBackend(GraphBackend):
         self._n_batch = n_batch
         self._state_inputs = [i for i in spec["inputs"] if i["name"].startswith("past.")]
         self._output_names = [o.name for o in self._session.get_outputs()]
+        self._takes_past_length = any(i.name == "past_length" for i in self._session.get_inputs())
         self._tokenizer = PackageTokenizer(path.parent, manifest.tokenizer, self.n_vocab)
+        self._shared = {s["name"]: SharedBuffer.allocate([self._concrete(d) for d in s["shape"]], self._device)
+                        for s in self._state_inputs if KV_CAPACITY in s["shape"]}
         self._states: dict[str, ort.OrtValue] = {}
         self._n_past = 0
         self._reset_states()
 
     @guarded
     def save_state(self) -> BackendState:
-        # every call binds fresh output buffers and never writes into its inputs, so the current state
-        # tensors stay valid as they are: the snapshot shares them instead of copying
-        nbytes = sum(int(np.prod(v.shape())) * 4 for v in self._states.values())
-        return BackendState(self._n_past, nbytes, (self, dict(self._states)))
+        # a call binds fresh outputs for every state but the shared K/V buffers and never writes into its
+        # inputs, so those tensors stay valid as they are and the snapshot shares them; of a shared buffer,
+        # which later calls write into, it copies the positions in use
+        saved: dict[str, ort.OrtValue | np.ndarray] = {
+            name: self._shared[name].prefix(self._n_past) if name in self._shared else value
+            for name, value in self._states.items()}
+        nbytes = sum(v.nbytes if isinstance(v, np.ndarray) else int(np.prod(v.shape())) * 4 for v in saved.values())
+        return BackendState(self._n_past, nbytes, (self, saved))
 
     @guarded
     def load_state(self, state: BackendState) -> None:
-        owner, states = state.data if isinstance(state.data, tuple) else (None, None)
+        owner, saved = state.data if isinstance(state.data, tuple) else (None, None)
         if owner is not self:
             raise BackendError("this state was not taken by this ONNX Runtime model")
-        self._states, self._n_past = dict(states), state.n_past
+        for name, value in saved.items():
+            if name in self._shared:
+                self._shared[name].restore(value)
+            else:
+                self._states[name] = value
+        self._n_past = state.n_past
 
     def close(self) -> None:
         """Release the session; waits for a call in progress on another thread. Idempotent."""
@@ -147,39 +159,80 @@ class OnnxRuntimeBackend(GraphBackend):
             if not self._closed:
                 self._closed = True
                 self._states.clear()
+                self._shared.clear()
                 del self._session
 
     def _reset_states(self) -> None:
-        self._states = {spec["name"]: ort.OrtValue.ortvalue_from_numpy(
-            np.zeros([_concrete(d) for d in spec["shape"]], np.float32), self._device, 0)
-            for spec in self._state_inputs}
+        # a shared K/V buffer is kept: at n_past 0 nothing in it is read
+        self._states = {s["name"]: self._shared[s["name"]].value if s["name"] in self._shared
+                        else self._buffer([self._concrete(d) for d in s["shape"]]) for s in self._state_inputs}
         self._n_past = 0
+
+    def _concrete(self, dim: Any) -> int:
+        """A state's starting size: one sequence, no past tokens; a shared K/V buffer holds the context."""
+        if isinstance(dim, int):
+            return dim
+        return {"batch": 1, KV_CAPACITY: self.n_ctx}.get(dim, 0)
+
+    def _buffer(self, shape: list[int]) -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), self._device, 0)
 
     def _step(self, chunk: list[int], *, keep: int) -> np.ndarray:
         binding = self._session.io_binding()
         binding.bind_cpu_input("input_ids", np.asarray([chunk], np.int64))
         binding.bind_cpu_input("logits_to_keep", np.asarray(keep, np.int64))
+        if self._takes_past_length:
+            binding.bind_cpu_input("past_length", np.asarray(self._n_past, np.int64))
         for name, value in self._states.items():
             binding.bind_ortvalue_input(name, value)
+        shared = {name.replace("past.", "present.", 1): buffer.value for name, buffer in self._shared.items()}
         for name in self._output_names:
-            binding.bind_output(name, "cpu" if name == "logits" else self._device)
+            if name in shared:  # GroupQueryAttention appends in place: past and present are one buffer
+                binding.bind_ortvalue_output(name, shared[name])
+            else:
+                binding.bind_output(name, "cpu" if name == "logits" else self._device)
         try:
             self._session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime's own exception types
             raise BackendError(f"onnxruntime failed: {_reason(exc)}") from exc
         outputs = dict(zip(self._output_names, binding.get_outputs(), strict=True))
-        self._states = {name: outputs[name.replace("past.", "present.", 1)] for name in self._states}
+        self._states = {name: self._shared[name].value if name in self._shared
+                        else outputs[name.replace("past.", "present.", 1)] for name in self._states}
         self._n_past += len(chunk)
         return np.array(outputs["logits"].numpy()[0])  # a copy: .numpy() views ORT's buffer
+
+
+@dataclass
+class SharedBuffer:
+    """A K/V state that is one buffer for past and present: GroupQueryAttention writes the new positions
+    into it, so a snapshot copies the positions in use and restoring one writes them back."""
+
+    value: ort.OrtValue
+    host: np.ndarray | None  # the same memory as a numpy array, where it lives on the CPU
+
+    @classmethod
+    def allocate(cls, shape: list[int], device: str) -> SharedBuffer:
+        if device == "cpu":  # the OrtValue wraps the array's memory
+            host = np.zeros(shape, np.float32)
+            return cls(ort.OrtValue.ortvalue_from_numpy(host, "cpu", 0), host)
+        return cls(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), device, 0), None)
+
+    def prefix(self, n: int) -> np.ndarray:
+        """A copy of the first `n` positions."""
+        return (self.value.numpy() if self.host is None else self.host)[:, :, :n].copy()
+
+    def restore(self, prefix: np.ndarray) -> None:
+        """Write `prefix` back as the first positions (the later ones are not read)."""
+        if self.host is not None:
+            self.host[:, :, : prefix.shape[2]] = prefix
+            return
+        full = self.value.numpy()
+        full[:, :, : prefix.shape[2]] = prefix
+        self.value.update_inplace(full)
 
 
 def _reason(exc: Exception) -> str:
     """The first line of an onnxruntime error, without its "[ONNXRuntimeError] : 1 : FAIL : " prefix."""
     text = str(exc).strip()
     return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text.splitlines()[0]) if text else type(exc).__name__
-
-
-def _concrete(dim: Any) -> int:
-    """A state's starting size: one sequence, no past tokens."""
-    return int(dim) if isinstance(dim, int) else (1 if dim == "batch" else 0)
 

@@ -17,11 +17,11 @@ x0.30, where 1 thread kept x0.81 and x0.55 of the 2-thread idle speed. So:
   Its caller thread takes over work that a worker has not started, which already softens the blow;
   what remains is the idle worker spinning for work and taking CPU from the thread that has it. With
   spinning off (`ONNX_RUNTIME_SPINNING`), a ~250M model kept x0.82 of its idle decode under load
-  instead of x0.48, and idle speed did not change (x1.02, medians of 5 interleaved runs). A graph
-  whose weights are under `SMALL_GRAPH_BYTES` runs on one thread (`onnx_runtime_threads`): its
-  operators are too small to split, so a second thread only adds wake-ups. On the 2.5 MB int4 demo
-  graph 1 thread decoded at x0.96-1.07 of 2 spinning threads idle and kept x0.94 under load, where 2
-  threads without spinning lost 8-12% idle; on the 14 MB fp32 one, 1 thread was x0.81 of 2.
+  instead of x0.48, and idle speed did not change (x1.02, medians of 5 interleaved runs). The cost is
+  on graphs of tiny operators: on the 3.5M demo graph spinning off decoded at x0.67-0.92 of the
+  spinning speed idle in three runs (each operator wakes the worker), and one thread instead of two,
+  tried as well, at x0.63. Under load it decoded 717 tokens/s against 456 with spinning (same run): a
+  workstation is rarely idle, so the default does not spin.
 
 `--threads N` fixes the count at N (`ThreadPolicy.fixed`): no adaptation, for measurements and for
 users who know their machine.
@@ -41,7 +41,6 @@ from localai.errors import BackendError
 INTERVAL_S = 0.2  # how often the free cores are re-measured: a collapse lasts at most about this long
 SLACK_CORES = 0.3  # other processes' use below this many cores (a terminal, an idle browser) is ignored
 ONNX_RUNTIME_SPINNING = False
-SMALL_GRAPH_BYTES = 8 * 2**20  # ONNX graphs with fewer bytes of weights run on one thread
 
 
 def physical_cores() -> int:
@@ -83,11 +82,6 @@ def threads_for(policy: ThreadPolicy, busy_elsewhere: float) -> int:
         return policy.threads
     taken = max(0, math.ceil(busy_elsewhere - SLACK_CORES))
     return max(1, min(policy.threads, physical_cores() - taken))
-
-
-def onnx_runtime_threads(policy: ThreadPolicy, weight_bytes: int) -> int:
-    """ONNX Runtime's intra-op threads for a graph of `weight_bytes`: one for a small graph, unless fixed."""
-    return 1 if policy.adaptive and weight_bytes < SMALL_GRAPH_BYTES else policy.threads
 
 
 @dataclass(frozen=True)

@@ -270,10 +270,11 @@ def test_onnx_package_holds_graph_weights_tokenizer_and_state_description(cli, s
     assert sorted(os.listdir(root)) == ["manifest.json", "model.onnx", "model.onnx.data", "tokenizer.json",
                                         "tokenizer_config.json"]
     names = [spec["name"] for spec in manifest["graph"]["inputs"]]
-    # SMALL_NEMOTRON_H is M * - M: conv + ssm for layers 0 and 3, key + value for layer 1
+    # SMALL_NEMOTRON_H is M * - M: conv + ssm for layers 0 and 3, key + value for layer 1 (in the ort
+    # flavour one buffer each for past and present, with the tokens in them as `past_length`)
     assert names == ["input_ids", "logits_to_keep", "past.0.conv", "past.0.ssm", "past.1.key", "past.1.value",
-                     "past.3.conv", "past.3.ssm"]
-    assert manifest["graph"]["flavor"] == "ort" and manifest["graph"]["opset"] == 21
+                     "past_length", "past.3.conv", "past.3.ssm"]
+    assert manifest["graph"]["flavor"] == "ort" and manifest["graph"]["opset"] == 23  # RMSNormalization
     assert manifest["converter"]["onnxruntime"]
 
 

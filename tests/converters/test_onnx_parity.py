@@ -138,8 +138,9 @@ def test_nvfp4_refuses_matrices_its_blocks_do_not_divide(tmp_path):
             weights._nvfp4_matmul(Graph(data, "data"), "x", "w", np.ones((8, 24), np.float32))
 
 
-def test_manifest_describes_every_state(onnx_package):
-    manifest = localai.load(onnx_package("nemotron_h", "fp32")).manifest
+@pytest.mark.parametrize("flavor", ["ort", "portable"])
+def test_manifest_describes_every_state(flavor, onnx_package):
+    manifest = localai.load(onnx_package("nemotron_h", "fp32", flavor)).manifest
     graph = manifest.graph
     inputs = {spec["name"]: spec for spec in graph["inputs"]}
     outputs = {spec["name"] for spec in graph["outputs"]}
@@ -149,10 +150,31 @@ def test_manifest_describes_every_state(onnx_package):
         assert inputs[f"past.{layer}.conv"]["shape"] == ["batch", conv_dim, 3]
         assert inputs[f"past.{layer}.ssm"]["shape"] == ["batch", 8, 32, 32]
         assert {f"present.{layer}.conv", f"present.{layer}.ssm"} <= outputs
-    assert inputs["past.2.key"]["shape"] == inputs["past.2.value"]["shape"] == ["batch", 2, "past_sequence", 64]
+    # ort: one K/V buffer for past and present, as long as the context, and the tokens in it as an input
+    length = {"ort": "kv_capacity", "portable": "past_sequence"}[flavor]
+    assert inputs["past.2.key"]["shape"] == inputs["past.2.value"]["shape"] == ["batch", 2, length, 64]
+    assert ("past_length" in inputs) == (flavor == "ort")
     assert not any(name.startswith(("past.1.", "past.4.")) for name in inputs)  # MLP layers keep no state
     assert inputs["input_ids"]["dtype"] == "int64" and "logits" in outputs
     assert {a.format for a in manifest.artifacts} == {"onnx", "onnx-data", "tokenizer"}
+
+
+def test_the_ort_flavour_uses_onnx_runtimes_fused_operators(onnx_package):
+    """Attention, the causal conv and the SSM scan are one contrib operator each in the ort flavour, and
+    none in the portable one (TensorRT builds from it)."""
+    def nodes(flavor: str) -> list[onnx.NodeProto]:
+        path = onnx_package("nemotron_h", "fp32", flavor) / "model.onnx"
+        return list(onnx.load(path, load_external_data=False).graph.node)
+
+    ort, portable = nodes("ort"), nodes("portable")
+    ort_ops = [n.op_type for n in ort]
+    # zoo nemotron_h: 1 attention and 3 Mamba2 layers
+    assert [ort_ops.count(op) for op in ("GroupQueryAttention", "CausalConvWithState", "LinearAttention")] == [1, 3, 3]
+    # no copy of a cache (the head's one Concat builds a shape), no branch per sequence length
+    assert [n.name for n in ort if n.op_type == "Concat" and not n.name.startswith("node.head/")] == []
+    assert "If" not in ort_ops
+    assert not {"GroupQueryAttention", "CausalConvWithState", "LinearAttention"} & {n.op_type for n in portable}
+    assert len(ort) < len(portable)
 
 
 # Regression bounds measured on these random checkpoints (docs/onnx-conversion.md), with head-room;

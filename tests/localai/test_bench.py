@@ -50,8 +50,8 @@ def test_measure_on_onnx(onnx_package):
     assert [(r.backend, r.device, r.quant, r.test) for r in rows] == [("onnxruntime", "cpu", "int4", "pp16"),
                                                                        ("onnxruntime", "cpu", "int4", "tg8")]
     assert all(r.tokens_per_s > 0 and r.tokens_per_s_std is None for r in rows)  # one run: no spread
-    # a graph this small runs on one thread (threads.SMALL_GRAPH_BYTES)
-    assert all(r.threads == 1 and r.thread_policy == "fixed 1, no spinning" for r in rows)
+    cores = physical_cores()
+    assert all(r.threads == cores and r.thread_policy == f"fixed {cores}, no spinning" for r in rows)
 
 
 def test_the_default_thread_policy_is_recorded(package):

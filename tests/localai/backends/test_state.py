@@ -37,6 +37,29 @@ def test_restored_state_continues_like_a_fresh_run(fmt, name, package, onnx_pack
     assert np.abs(np.stack(continued) - expected).max() <= TOLERANCE[fmt]
 
 
+@pytest.mark.parametrize(("fmt", "name"), CASES)
+def test_snapshots_restore_in_any_order(fmt, name, package, onnx_package):
+    """Going back to an earlier snapshot, writing another continuation over the positions a later
+    snapshot also holds, then returning to that later one (a chat's edited turn, then the original
+    again): the later snapshot's positions come back too. The ort flavour's K/V buffers are written in
+    place, so this is what its snapshots must copy."""
+    model = _load(fmt, name, package, onnx_package)
+    backend = model.backend
+    first, second, other, turn = (zoo.random_tokens(n, 400, seed=s) for n, s in ((20, 1), (15, 2), (25, 3), (6, 4)))
+    backend.reset()
+    backend.eval(first)
+    early = backend.save_state()
+    backend.eval(second)
+    late = backend.save_state()
+    backend.load_state(early)
+    backend.eval(other)  # overwrites positions 20-44, where `late` had `second`
+    backend.load_state(late)
+    continued = np.stack([backend.eval([t]) for t in turn])
+    expected = backend.logits(first + second + turn)[len(first + second) :]
+    model.close()
+    assert np.abs(continued - expected).max() <= TOLERANCE[fmt]
+
+
 @pytest.mark.parametrize("fmt", ["gguf", "onnx"])
 def test_snapshot_size_grows_with_tokens_only_through_attention(fmt, package, onnx_package):
     """Mamba2 conv/SSM states have a fixed size; attention KV grows with the tokens."""

@@ -18,7 +18,6 @@ from localai.backends.threads import (
     CpuSample,
     Governor,
     ThreadPolicy,
-    onnx_runtime_threads,
     physical_cores,
     threads_for,
 )
@@ -158,18 +157,4 @@ def test_onnx_runtime_workers_sleep_instead_of_spinning(onnx_package):
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.intra_op_num_threads == 2 and model.backend.max_threads == 2
     assert model.backend.thread_policy == "fixed 2, no spinning"
-    model.close()
-
-
-def test_a_small_onnx_graph_runs_on_one_thread_unless_told_otherwise():
-    small, large = threads.SMALL_GRAPH_BYTES - 1, threads.SMALL_GRAPH_BYTES
-    assert onnx_runtime_threads(ThreadPolicy.default(), small) == 1
-    assert onnx_runtime_threads(ThreadPolicy.default(), large) == physical_cores()
-    assert onnx_runtime_threads(ThreadPolicy.fixed(2), small) == 2
-
-
-def test_the_tiny_onnx_graph_gets_one_thread_by_default(onnx_package):
-    model = localai.load(onnx_package("nemotron_h", "int4"), n_ctx=64)
-    assert model.backend._session.get_session_options().intra_op_num_threads == 1
-    assert (model.backend.max_threads, model.backend.thread_policy) == (1, "fixed 1, no spinning")
     model.close()
