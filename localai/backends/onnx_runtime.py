@@ -126,6 +126,9 @@ class OnnxRuntimeBackend(GraphBackend):
         self._tokenizer = PackageTokenizer(path.parent, manifest.tokenizer, self.n_vocab)
         self._shared = {s["name"]: SharedBuffer.allocate([self._concrete(d) for d in s["shape"]], self._device)
                         for s in self._state_inputs if KV_CAPACITY in s["shape"]}
+        # GroupQueryAttention appends in place: each shared buffer is bound as its present output too
+        self._shared_outputs = {name.replace("past.", "present.", 1): buffer.value
+                                for name, buffer in self._shared.items()}
         self._states: dict[str, ort.OrtValue] = {}
         self._n_past = 0
         self._reset_states()
@@ -160,6 +163,7 @@ class OnnxRuntimeBackend(GraphBackend):
                 self._closed = True
                 self._states.clear()
                 self._shared.clear()
+                self._shared_outputs.clear()
                 del self._session
 
     def _reset_states(self) -> None:
@@ -185,10 +189,9 @@ class OnnxRuntimeBackend(GraphBackend):
             binding.bind_cpu_input("past_length", np.asarray(self._n_past, np.int64))
         for name, value in self._states.items():
             binding.bind_ortvalue_input(name, value)
-        shared = {name.replace("past.", "present.", 1): buffer.value for name, buffer in self._shared.items()}
         for name in self._output_names:
-            if name in shared:  # GroupQueryAttention appends in place: past and present are one buffer
-                binding.bind_ortvalue_output(name, shared[name])
+            if name in self._shared_outputs:
+                binding.bind_ortvalue_output(name, self._shared_outputs[name])
             else:
                 binding.bind_output(name, "cpu" if name == "logits" else self._device)
         try:
