@@ -1,11 +1,15 @@
-"""Benchmark: ONNX Runtime next to llama.cpp, side by side in one `localai bench` run, on the demo model,
+"""Benchmark: ONNX Runtime next to llama.cpp, side by side in `localai bench` rounds, on the demo model,
 a ~250M Nemotron-H hybrid and a ~250M dense Llama-shaped model, at 4 and 8 bits.
 
-    .venv/bin/python benchmarks/onnx_speed.py [--workdir /tmp/localai-bench] [-p 512] [-n 128] [-r 3]
+    .venv/bin/python benchmarks/onnx_speed.py [--workdir /tmp/localai-bench] [-p 512] [-n 128] [-r 5]
+                                              [--models demo hybrid dense]
 
 Each model is converted afresh (so the packages are this checkout's graphs) to GGUF q4_k_m and q8_0 and
-to ONNX int4 and int8 (ort flavour); then `localai bench` measures all of them in one run, each in its
-own process, with the default thread policy. The ratios pair ONNX int4 with q4_k_m and int8 with q8_0.
+to ONNX int4 and int8 (ort flavour); then -r rounds of `localai bench` measure each package once per
+round (after a warm-up, each in its own process, default thread policy), the order of the packages
+reversed every other round. The speed of this shared machine drifts by 20-40% within minutes, so the
+ratios pair ONNX int4 with q4_k_m and int8 with q8_0 within each round and the table shows their median
+over the rounds, next to the median speeds.
 The hybrid is benchmarks/convert_gguf.py's checkpoint; the dense one has the same hidden size and
 vocabulary (16 layers of grouped-query attention and SwiGLU MLP, 246M parameters), written by
 transformers from random weights (needs the dev extra).
@@ -18,6 +22,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 from convert_gguf import CONFIG, VOCAB, build_checkpoint
 
@@ -55,32 +60,48 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/localai-bench"))
     parser.add_argument("-p", type=int, default=512)
     parser.add_argument("-n", type=int, default=128)
-    parser.add_argument("-r", type=int, default=3)
+    parser.add_argument("-r", type=int, default=5, help="rounds")
+    parser.add_argument("--models", nargs="+", choices=("demo", "hybrid", "dense"), default=("demo", "hybrid", "dense"))
     args = parser.parse_args()
     folders = []
     for model, source in checkpoints(args.workdir).items():
+        if model not in args.models:
+            continue
         for onnx_quant, gguf_quant in PAIRS:
             for to, quant in (("onnx", onnx_quant), ("gguf", gguf_quant)):
                 out = args.workdir / f"speed-{model}-{to}-{quant}"
                 convert(str(source), to=to, quant=quant, output=out, name=f"{model}-{to}-{quant}", force=True)
                 folders.append(str(out))
-    bench = [sys.executable, "-m", "localai.cli", "bench", *folders, "-p", str(args.p), "-n", str(args.n),
-             "-r", str(args.r), "--format", "json"]
-    report = json.loads(subprocess.run(bench, check=True, capture_output=True, text=True).stdout)
-    rate = {(row["model"], row["test"][:2]): row["tokens_per_s"] for row in report["results"]}
-    itl = {row["model"]: row["itl_p50_ms"] for row in report["results"] if row["test"].startswith("tg")}
+    rounds, machine = [], ""
+    for i in range(args.r):
+        found, machine = bench_round(folders[:: 1 if i % 2 == 0 else -1], args)
+        rounds.append(found)
+
+    def mid(name: str, key: str) -> float:
+        return median(r[(name, key)] for r in rounds)
+
     print("| model | ONNX | t/s pp | t/s tg | ITL ms | GGUF | t/s pp | t/s tg | ITL ms | pp ONNX/GGUF | tg ONNX/GGUF |")
     print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-    for model in ("demo", "hybrid", "dense"):
+    for model in args.models:
         for onnx_quant, gguf_quant in PAIRS:
             o, g = f"{model}-onnx-{onnx_quant}", f"{model}-gguf-{gguf_quant}"
-            print(f"| {model} | {onnx_quant} | {rate[(o, 'pp')]:.0f} | {rate[(o, 'tg')]:.1f} | {itl[o]:.2f} | "
-                  f"{gguf_quant} | {rate[(g, 'pp')]:.0f} | {rate[(g, 'tg')]:.1f} | {itl[g]:.2f} | "
-                  f"x{rate[(o, 'pp')] / rate[(g, 'pp')]:.2f} | x{rate[(o, 'tg')] / rate[(g, 'tg')]:.2f} |")
-    machine = report["machine"]
-    print(f"\n{machine['cpu']} ({machine['cpu_cores']} cores), {args.r} runs per test after a warm-up, "
-          f"pp{args.p} / tg{args.n}")
+            pp, tg = (median(r[(o, test)] / r[(g, test)] for r in rounds) for test in ("pp", "tg"))
+            print(f"| {model} | {onnx_quant} | {mid(o, 'pp'):.0f} | {mid(o, 'tg'):.1f} | {mid(o, 'itl'):.2f} | "
+                  f"{gguf_quant} | {mid(g, 'pp'):.0f} | {mid(g, 'tg'):.1f} | {mid(g, 'itl'):.2f} | "
+                  f"x{pp:.2f} | x{tg:.2f} |")
+    print(f"\n{machine}, {args.r} rounds, pp{args.p} / tg{args.n}; medians")
 
+
+def bench_round(folders: list[str], args: argparse.Namespace) -> tuple[dict[tuple[str, str], float], str]:
+    """One `localai bench` run of every package (one measured run each): tokens/s by (model, "pp" or "tg")
+    and the decode ITL median by (model, "itl"); and the machine."""
+    bench = [sys.executable, "-m", "localai.cli", "bench", *folders, "-p", str(args.p), "-n", str(args.n),
+             "-r", "1", "--format", "json"]
+    report = json.loads(subprocess.run(bench, check=True, capture_output=True, text=True).stdout)
+    found = {(row["model"], row["test"][:2]): row["tokens_per_s"] for row in report["results"]}
+    found |= {(row["model"], "itl"): row["itl_p50_ms"] for row in report["results"] if row["test"].startswith("tg")}
+    machine = report["machine"]
+    return found, f"{machine['cpu']} ({machine['cpu_cores']} cores)"
 
 if __name__ == "__main__":
     main()

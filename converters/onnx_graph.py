@@ -26,14 +26,17 @@ _PAGE, _PAGE_ALIGN_FROM, _EMBED_BELOW = 4096, 1 << 20, 1024
 
 @dataclass(frozen=True)
 class ValueSpec:
-    """A graph input or output: name, element type and shape (ints, or names of symbolic dimensions)."""
+    """A graph input or output: name, element type and shape (ints, or names of symbolic dimensions).
+    `in_place` marks a state input whose present output the graph may write into the same buffer."""
 
     name: str
     dtype: str
     shape: tuple[int | str, ...]
+    in_place: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        spec: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        return spec | ({"in_place": True} if self.in_place else {})
 
 
 @dataclass
@@ -77,8 +80,8 @@ class Graph:
             self.uses_ms_domain = True
         return names[0] if outputs == 1 else names
 
-    def input(self, name: str, dtype: str, shape: tuple[int | str, ...]) -> str:
-        self.inputs.append(ValueSpec(name, dtype, shape))
+    def input(self, name: str, dtype: str, shape: tuple[int | str, ...], *, in_place: bool = False) -> str:
+        self.inputs.append(ValueSpec(name, dtype, shape, in_place))
         return name
 
     def output(self, value: str, name: str, dtype: str, shape: tuple[int | str, ...]) -> None:

@@ -66,9 +66,11 @@ class Decoder:
         self.g.input("logits_to_keep", "int64", ())
         return self.weights.embed(self.g, self.ckpt, table, ids)
 
-    def state(self, layer: int, kind: str, shape: tuple[int | str, ...]) -> str:
-        """Declare the state `kind` of `layer`: its past input now, its present output via `present()`."""
-        return self.g.input(f"past.{layer}.{kind}", "float32", shape)
+    def state(self, layer: int, kind: str, shape: tuple[int | str, ...], *, in_place: bool = False) -> str:
+        """Declare the state `kind` of `layer`: its past input now, its present output via `present()`.
+        `in_place`: the operator producing the present reads each value of the past before writing its
+        place, so the runtime may bind one buffer as both (see onnx_runtime.SharedBuffer)."""
+        return self.g.input(f"past.{layer}.{kind}", "float32", shape, in_place=in_place)
 
     def present(self, value: str, layer: int, kind: str, shape: tuple[int | str, ...]) -> None:
         self.g.output(value, f"present.{layer}.{kind}", "float32", shape)
@@ -307,7 +309,7 @@ class Decoder:
         operator; the portable form convolves [past inputs, new inputs]."""
         g = self.g
         conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
-        past = self.state(layer, "conv", conv_shape)
+        past = self.state(layer, "conv", conv_shape, in_place=self.fused)
         weight = self.weights.small(g, self.ckpt, f"{prefix}.conv1d.weight")
         bias = [self.weights.small(g, self.ckpt, f"{prefix}.conv1d.bias")] if m.conv_bias else []
         channels_first = g.op("Transpose", xbc, perm=[0, 2, 1])
@@ -327,7 +329,9 @@ class Decoder:
         "queries"). The state is [b, heads, state_size, head_dim]. Returns y [b, L, d_inner] (no D skip)."""
         g = self.g
         ssm_shape = (BATCH, m.heads, m.state_size, m.head_dim)
-        past = self.state(layer, "ssm", ssm_shape)
+        # in place: LinearAttention copies the past into the present, then updates that (2x faster than a
+        # fresh 1 MB present per layer and token, measured; docs/benchmarks.md)
+        past = self.state(layer, "ssm", ssm_shape, in_place=True)
         # transformers clamps dt from below in its chunked scan (prompts), not in its one-token step
         dt = g.op("Where", self.one_token(xs), dt, g.op("Max", dt, g.const(m.time_step_min, np.float32)))
         x_dt = g.op("Mul", g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim])),

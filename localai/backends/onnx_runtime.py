@@ -9,6 +9,7 @@ package's tokenizer.json.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,22 +125,29 @@ class OnnxRuntimeBackend(GraphBackend):
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._takes_past_length = any(i.name == "past_length" for i in self._session.get_inputs())
         self._tokenizer = PackageTokenizer(path.parent, manifest.tokenizer, self.n_vocab)
-        self._shared = {s["name"]: SharedBuffer.allocate([self._concrete(d) for d in s["shape"]], self._device)
-                        for s in self._state_inputs if KV_CAPACITY in s["shape"]}
-        # GroupQueryAttention appends in place: each shared buffer is bound as its present output too
-        self._shared_outputs = {name.replace("past.", "present.", 1): buffer.value
-                                for name, buffer in self._shared.items()}
+        self._shared = {s["name"]: SharedBuffer.allocate([self._concrete(d) for d in s["shape"]], self._device,
+                                                         positions=KV_CAPACITY in s["shape"])
+                        for s in self._state_inputs if self._shares(s)}
+        # one binding for the session's life: each shared buffer is bound once, as its past input and its
+        # present output, so a call binds only the token ids and what has no shared buffer
+        self._binding = self._session.io_binding()
+        for name, buffer in self._shared.items():
+            self._binding.bind_ortvalue_input(name, buffer.value)
+            self._binding.bind_ortvalue_output(_present(name), buffer.value)
+        self._fresh_outputs = [name for name in self._output_names if _past(name) not in self._shared]
+        # the binding's output order: bound first, kept when bound again
+        self._bound_outputs = [_present(name) for name in self._shared] + self._fresh_outputs
         self._states: dict[str, ort.OrtValue] = {}
         self._n_past = 0
         self._reset_states()
 
     @guarded
     def save_state(self) -> BackendState:
-        # a call binds fresh outputs for every state but the shared K/V buffers and never writes into its
+        # a call binds fresh outputs for every state but the shared buffers and never writes into its other
         # inputs, so those tensors stay valid as they are and the snapshot shares them; of a shared buffer,
-        # which later calls write into, it copies the positions in use
+        # which later calls write into, it copies what is in use
         saved: dict[str, ort.OrtValue | np.ndarray] = {
-            name: self._shared[name].prefix(self._n_past) if name in self._shared else value
+            name: self._shared[name].snapshot(self._n_past) if name in self._shared else value
             for name, value in self._states.items()}
         nbytes = sum(v.nbytes if isinstance(v, np.ndarray) else int(np.prod(v.shape())) * 4 for v in saved.values())
         return BackendState(self._n_past, nbytes, (self, saved))
@@ -163,14 +171,22 @@ class OnnxRuntimeBackend(GraphBackend):
                 self._closed = True
                 self._states.clear()
                 self._shared.clear()
-                self._shared_outputs.clear()
+                del self._binding
                 del self._session
 
     def _reset_states(self) -> None:
-        # a shared K/V buffer is kept: at n_past 0 nothing in it is read
+        for buffer in self._shared.values():
+            buffer.clear()
         self._states = {s["name"]: self._shared[s["name"]].value if s["name"] in self._shared
                         else self._buffer([self._concrete(d) for d in s["shape"]]) for s in self._state_inputs}
         self._n_past = 0
+
+    def _shares(self, spec: dict[str, Any]) -> bool:
+        """Whether one buffer is bound as the state's past and present. Always for a K/V buffer of the
+        context's length (GroupQueryAttention appends to it in place). For a state the graph marks
+        `in_place`, only on the CPU: its kernels were checked to give bit-identical results that way
+        (tests/localai/backends/test_onnx_runtime.py); other providers' kernels were not."""
+        return KV_CAPACITY in spec["shape"] or (spec.get("in_place") is True and self._device == "cpu")
 
     def _concrete(self, dim: Any) -> int:
         """A state's starting size: one sequence, no past tokens; a shared K/V buffer holds the context."""
@@ -182,56 +198,76 @@ class OnnxRuntimeBackend(GraphBackend):
         return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), self._device, 0)
 
     def _step(self, chunk: list[int], *, keep: int) -> np.ndarray:
-        binding = self._session.io_binding()
+        binding = self._binding
         binding.bind_cpu_input("input_ids", np.asarray([chunk], np.int64))
         binding.bind_cpu_input("logits_to_keep", np.asarray(keep, np.int64))
         if self._takes_past_length:
             binding.bind_cpu_input("past_length", np.asarray(self._n_past, np.int64))
         for name, value in self._states.items():
-            binding.bind_ortvalue_input(name, value)
-        for name in self._output_names:
-            if name in self._shared_outputs:
-                binding.bind_ortvalue_output(name, self._shared_outputs[name])
-            else:
-                binding.bind_output(name, "cpu" if name == "logits" else self._device)
+            if name not in self._shared:
+                binding.bind_ortvalue_input(name, value)
+        for name in self._fresh_outputs:  # allocated by the run, so never last call's outputs (now inputs)
+            binding.bind_output(name, "cpu" if name == "logits" else self._device)
         try:
             self._session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime's own exception types
             raise BackendError(f"onnxruntime failed: {_reason(exc)}") from exc
-        outputs = dict(zip(self._output_names, binding.get_outputs(), strict=True))
-        self._states = {name: self._shared[name].value if name in self._shared
-                        else outputs[name.replace("past.", "present.", 1)] for name in self._states}
+        outputs = dict(zip(self._bound_outputs, binding.get_outputs(), strict=True))
+        self._states = {name: self._shared[name].value if name in self._shared else outputs[_present(name)]
+                        for name in self._states}
         self._n_past += len(chunk)
         return np.array(outputs["logits"].numpy()[0])  # a copy: .numpy() views ORT's buffer
 
 
 @dataclass
 class SharedBuffer:
-    """A K/V state that is one buffer for past and present: GroupQueryAttention writes the new positions
-    into it, so a snapshot copies the positions in use and restoring one writes them back."""
+    """A state that is one buffer for past and present: the graph writes into it (GroupQueryAttention the
+    new positions of a K/V buffer, LinearAttention a whole SSM state), so a snapshot is a copy of what is
+    in use and restoring one writes it back."""
 
     value: ort.OrtValue
     host: np.ndarray | None  # the same memory as a numpy array, where it lives on the CPU
+    positions: bool  # axis 2 counts tokens (a K/V buffer): only the first n_past are in use
 
     @classmethod
-    def allocate(cls, shape: list[int], device: str) -> SharedBuffer:
+    def allocate(cls, shape: list[int], device: str, *, positions: bool) -> SharedBuffer:
         if device == "cpu":  # the OrtValue wraps the array's memory
             host = np.zeros(shape, np.float32)
-            return cls(ort.OrtValue.ortvalue_from_numpy(host, "cpu", 0), host)
-        return cls(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), device, 0), None)
+            return cls(ort.OrtValue.ortvalue_from_numpy(host, "cpu", 0), host, positions)
+        return cls(ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), device, 0), None, positions)
 
-    def prefix(self, n: int) -> np.ndarray:
-        """A copy of the first `n` positions."""
-        return (self.value.numpy() if self.host is None else self.host)[:, :, :n].copy()
+    def snapshot(self, n_past: int) -> np.ndarray:
+        """A copy of what is in use after `n_past` tokens."""
+        full = self.value.numpy() if self.host is None else self.host
+        return (full[:, :, :n_past] if self.positions else full).copy()
 
-    def restore(self, prefix: np.ndarray) -> None:
-        """Write `prefix` back as the first positions (the later ones are not read)."""
+    def restore(self, saved: np.ndarray) -> None:
+        """Write a snapshot back: its positions first, where the buffer has them (the later ones are not
+        read)."""
+        def put(full: np.ndarray) -> None:
+            full[:, :, : saved.shape[2]] = saved
+        self._write(put)
+
+    def clear(self) -> None:
+        """The state of no tokens: zeros, except in a K/V buffer, of which nothing is read at n_past 0."""
+        if not self.positions:
+            self._write(lambda full: full.fill(0.0))
+
+    def _write(self, change: Callable[[np.ndarray], None]) -> None:
         if self.host is not None:
-            self.host[:, :, : prefix.shape[2]] = prefix
+            change(self.host)
             return
         full = self.value.numpy()
-        full[:, :, : prefix.shape[2]] = prefix
+        change(full)
         self.value.update_inplace(full)
+
+
+def _present(past: str) -> str:
+    return past.replace("past.", "present.", 1)
+
+
+def _past(present: str) -> str:
+    return present.replace("present.", "past.", 1)
 
 
 def _reason(exc: Exception) -> str:

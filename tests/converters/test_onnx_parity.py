@@ -150,6 +150,9 @@ def test_manifest_describes_every_state(flavor, onnx_package):
         assert inputs[f"past.{layer}.conv"]["shape"] == ["batch", conv_dim, 3]
         assert inputs[f"past.{layer}.ssm"]["shape"] == ["batch", 8, 32, 32]
         assert {f"present.{layer}.conv", f"present.{layer}.ssm"} <= outputs
+        # the fused conv and scan may write their presents into the past's buffer; standard operators may not
+        for kind in ("conv", "ssm"):
+            assert inputs[f"past.{layer}.{kind}"].get("in_place", False) == (flavor == "ort")
     # ort: one K/V buffer for past and present, as long as the context, and the tokens in it as an input
     length = {"ort": "kv_capacity", "portable": "past_sequence"}[flavor]
     assert inputs["past.2.key"]["shape"] == inputs["past.2.value"]["shape"] == ["batch", 2, length, 64]
