@@ -6,7 +6,8 @@ policy localai uses now and the one it used before (localai/backends/threads.py)
 Packages: the demo model as GGUF q8_0 and ONNX int4, and the ~250M Nemotron-H of benchmarks/convert_gguf.py
 as GGUF q4_k_m and ONNX int4, converted afresh into --workdir.
 Policies: "now" is the default (llama.cpp: as many threads as the cores other processes leave free,
-re-measured per call; ONNX Runtime: every physical core, workers sleep instead of spinning); "before"
+re-measured per call; ONNX Runtime: every physical core, workers spinning only while the machine is
+idle on graphs of up to 64 MB, else sleeping instead of spinning); "before"
 is what localai did until 2026-12-01 (every physical core, fixed; ONNX Runtime's workers spinning).
 
 Each measurement is `localai bench`'s (localai.bench.measure: a warm-up, then one pp and one tg run) in a
@@ -39,7 +40,8 @@ from localai.backends import threads
 from localai.backends.threads import physical_cores
 from localai.bench import BenchSettings, measure
 before = {before}
-threads.ONNX_RUNTIME_SPINNING = before
+if before:
+    threads.ONNX_RUNTIME_SPINNING = "always"
 settings = BenchSettings(n_prompt={n_prompt}, n_gen={n_gen}, repetitions=1,
                          threads=physical_cores() if before else None)
 print(json.dumps([row.to_dict() for row in measure({package!r}, settings)]))

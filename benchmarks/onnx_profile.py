@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/onnx_profile.py PACKAGE [PACKAGE ...] [-p 64] [-n 64] [--threads N]
 
-Each package is loaded through localai (its backend, binding and thread policy) with ONNX Runtime's
+Each package is loaded through localai (its backend and binding; workers that sleep, not spin) with ONNX Runtime's
 profiling on; a prompt of -p random tokens is processed, then -n tokens are decoded one call at a
 time (greedy). The decode calls' operator times are grouped by the part of the model whose nodes they
 are (the graph builder names every node after its block: attention, mamba2, mlp, moe, head; the rest,
@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 import localai
+from localai.backends import threads as thread_policy
 
 PARTS = ("attention", "mamba2", "mlp", "moe", "head")
 OP_ROW = "op: "  # rows of the second table: time per operator type, whatever the part
@@ -54,6 +55,8 @@ def part_of(node: str) -> str:
 def profile(package: str, n_prompt: int, n_decode: int, threads: int | None) -> dict[str, float]:
     """µs per decoded token of each part, ONNX Runtime's overhead and the time outside the session."""
     ort.SessionOptions = ProfilingOptions  # type: ignore[misc]  # localai's backend creates the session
+    # one session whose workers sleep, as in the tables so far (small graphs get a second, spinning one)
+    thread_policy.ONNX_RUNTIME_SPINNING = "never"
     model = localai.load(package, n_ctx=n_prompt + n_decode + 8, n_threads=threads)
     backend = model.backend
     prompt = np.random.default_rng(0).integers(0, backend.n_vocab, n_prompt).tolist()
@@ -62,7 +65,7 @@ def profile(package: str, n_prompt: int, n_decode: int, threads: int | None) -> 
     for _ in range(n_decode):
         logits = backend.eval([int(np.argmax(logits))])
     wall_us = (time.perf_counter() - started) * 1e6
-    trace = json.loads(Path(backend._session.end_profiling()).read_text())
+    trace = json.loads(Path(backend._runs[0].session.end_profiling()).read_text())
     model.close()
     runs = [e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"][-n_decode:]
     first = runs[0]["ts"]

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from localai.backends.base import BackendState, guarded
 from localai.backends.graph import KV_CAPACITY, GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
-from localai.backends.threads import ONNX_RUNTIME_SPINNING, ThreadPolicy
+from localai.backends.threads import SPINNING_DESCRIPTION, Governor, ThreadPolicy, onnx_runtime_spinning
 from localai.errors import BackendError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -88,52 +88,46 @@ class OnnxRuntimeBackend(GraphBackend):
         spec = manifest.graph
         if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")
-        options = ort.SessionOptions()
-        # the thread pool is fixed for the session's life, so it cannot follow the load (threads.py): what
-        # keeps decode up on a busy machine is that idle workers sleep instead of spinning
-        threads = ThreadPolicy.from_option(n_threads).threads
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if ONNX_RUNTIME_SPINNING else "0")
-        self.max_threads = threads
-        self.thread_policy = f"fixed {threads}, {'spinning' if ONNX_RUNTIME_SPINNING else 'no spinning'}"
-        options.log_severity_level = 3
+        policy = ThreadPolicy.from_option(n_threads)
         plugin = tensorrt_rtx_plugin() if device == "tensorrt" else None
-        if plugin is not None:
-            # the plugin takes what TensorRT compiles and the CPU the rest; states are bound in host memory,
-            # since this onnxruntime (CPU build + plugin) has no CUDA allocator for them
-            options.add_provider_for_devices(plugin_devices(*plugin), {})
-            self.providers = [plugin[0], PROVIDERS["cpu"]]
-        else:
-            self.providers = providers_for(device)
+        # the plugin takes what TensorRT compiles and the CPU the rest; states are bound in host memory,
+        # since this onnxruntime (CPU build + plugin) has no CUDA allocator for them
+        self.providers = [plugin[0], PROVIDERS["cpu"]] if plugin else providers_for(device)
         quant = next((a.quant for a in manifest.artifacts if a.format == "onnx"), "")
         if quant in GPU_ONLY_QUANTS and self.providers == [PROVIDERS["cpu"]]:
             raise BackendError(f"this {quant} graph needs a GPU runtime ({GPU_ONLY_QUANTS[quant]}): run it with "
                                "--device cuda or tensorrt, or convert with --quant fp16 or int4 for the CPU")
-        try:
-            self._session = ort.InferenceSession(str(path), options,
-                                                 providers=None if plugin else self.providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for every load failure
-            raise BackendError(f"onnxruntime cannot load {path.name}: {_reason(exc)}") from exc
-        first = self._session.get_providers()[0]
+        spinning = onnx_runtime_spinning(policy, sum(a.bytes for a in manifest.artifacts
+                                                     if a.format in ("onnx", "onnx-data")))
+        runs = [self._open(path, policy.threads, spinning=spinning == "always", plugin=plugin)]
+        first = runs[0].session.get_providers()[0]
         self.device = "tensorrt" if plugin else next(d for d, p in PROVIDERS.items() if p == first)
         self._device = "cpu" if plugin or self.device == "cpu" else "cuda"  # where OrtValues live
+        if spinning == "while idle" and self.device == "cpu":
+            runs.append(self._open(path, policy.threads, spinning=True, plugin=None))
+        elif spinning == "while idle":  # a GPU runs the graph: the CPU threads hardly matter
+            spinning = "never"
+        self._runs = runs  # [workers sleep or spin always] + [workers spin], chosen per call by the governor
+        self._governor = Governor(policy)
+        self.max_threads = policy.threads
+        self.thread_policy = f"fixed {policy.threads}, {SPINNING_DESCRIPTION[spinning]}"
+        self.spinning = False  # whether the last call ran on workers that spin
         self.n_ctx = n_ctx
         self.n_vocab = int(next(o for o in spec["outputs"] if o["name"] == "logits")["shape"][-1])
         self._n_batch = n_batch
         self._state_inputs = [i for i in spec["inputs"] if i["name"].startswith("past.")]
-        self._output_names = [o.name for o in self._session.get_outputs()]
-        self._takes_past_length = any(i.name == "past_length" for i in self._session.get_inputs())
+        self._output_names = [o.name for o in runs[0].session.get_outputs()]
+        self._takes_past_length = any(i.name == "past_length" for i in runs[0].session.get_inputs())
         self._tokenizer = PackageTokenizer(path.parent, manifest.tokenizer, self.n_vocab)
         self._shared = {s["name"]: SharedBuffer.allocate([self._concrete(d) for d in s["shape"]], self._device,
                                                          positions=KV_CAPACITY in s["shape"])
                         for s in self._state_inputs if self._shares(s)}
-        # one binding for the session's life: each shared buffer is bound once, as its past input and its
-        # present output, so a call binds only the token ids and what has no shared buffer
-        self._binding = self._session.io_binding()
-        for name, buffer in self._shared.items():
-            self._binding.bind_ortvalue_input(name, buffer.value)
-            self._binding.bind_ortvalue_output(_present(name), buffer.value)
+        # each binding lasts the session's life: each shared buffer is bound once, as its past input and
+        # its present output, so a call binds only the token ids and what has no shared buffer
+        for run in runs:
+            for name, buffer in self._shared.items():
+                run.binding.bind_ortvalue_input(name, buffer.value)
+                run.binding.bind_ortvalue_output(_present(name), buffer.value)
         self._fresh_outputs = [name for name in self._output_names if _past(name) not in self._shared]
         # the binding's output order: bound first, kept when bound again
         self._bound_outputs = [_present(name) for name in self._shared] + self._fresh_outputs
@@ -171,8 +165,7 @@ class OnnxRuntimeBackend(GraphBackend):
                 self._closed = True
                 self._states.clear()
                 self._shared.clear()
-                del self._binding
-                del self._session
+                self._runs.clear()
 
     def _reset_states(self) -> None:
         for buffer in self._shared.values():
@@ -180,6 +173,22 @@ class OnnxRuntimeBackend(GraphBackend):
         self._states = {s["name"]: self._shared[s["name"]].value if s["name"] in self._shared
                         else self._buffer([self._concrete(d) for d in s["shape"]]) for s in self._state_inputs}
         self._n_past = 0
+
+    def _open(self, path: Path, threads: int, *, spinning: bool, plugin: tuple[str, str] | None) -> _Run:
+        """A session of the graph on `self.providers` (the plugin's devices if given) and its binding."""
+        options = ort.SessionOptions()
+        # the thread pool is fixed for the session's life, so it cannot follow the load (threads.py)
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.log_severity_level = 3
+        if plugin is not None:
+            options.add_provider_for_devices(plugin_devices(*plugin), {})
+        try:
+            session = ort.InferenceSession(str(path), options, providers=None if plugin else self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for every load failure
+            raise BackendError(f"onnxruntime cannot load {path.name}: {_reason(exc)}") from exc
+        return _Run(session, session.io_binding(), spinning)
 
     def _shares(self, spec: dict[str, Any]) -> bool:
         """Whether one buffer is bound as the state's past and present. Always for a K/V buffer of the
@@ -198,7 +207,10 @@ class OnnxRuntimeBackend(GraphBackend):
         return ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), self._device, 0)
 
     def _step(self, chunk: list[int], *, keep: int) -> np.ndarray:
-        binding = self._binding
+        # the spinning session while no other process uses the cores, else the one whose workers sleep
+        run = self._runs[-1] if self._governor.update() == self.max_threads else self._runs[0]
+        self.spinning = run.spins
+        binding = run.binding
         binding.bind_cpu_input("input_ids", np.asarray([chunk], np.int64))
         binding.bind_cpu_input("logits_to_keep", np.asarray(keep, np.int64))
         if self._takes_past_length:
@@ -209,7 +221,7 @@ class OnnxRuntimeBackend(GraphBackend):
         for name in self._fresh_outputs:  # allocated by the run, so never last call's outputs (now inputs)
             binding.bind_output(name, "cpu" if name == "logits" else self._device)
         try:
-            self._session.run_with_iobinding(binding)
+            run.session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime's own exception types
             raise BackendError(f"onnxruntime failed: {_reason(exc)}") from exc
         outputs = dict(zip(self._bound_outputs, binding.get_outputs(), strict=True))
@@ -217,6 +229,15 @@ class OnnxRuntimeBackend(GraphBackend):
                         for name in self._states}
         self._n_past += len(chunk)
         return np.array(outputs["logits"].numpy()[0])  # a copy: .numpy() views ORT's buffer
+
+
+@dataclass
+class _Run:
+    """A session of the graph and its I/O binding, on which the shared buffers stay bound."""
+
+    session: ort.InferenceSession
+    binding: ort.IOBinding
+    spins: bool
 
 
 @dataclass

@@ -16,12 +16,15 @@ x0.30, where 1 thread kept x0.81 and x0.55 of the 2-thread idle speed. So:
 - **ONNX Runtime** fixes its thread pool when a session is created, so it cannot follow the load.
   Its caller thread takes over work that a worker has not started, which already softens the blow;
   what remains is the idle worker spinning for work and taking CPU from the thread that has it. With
-  spinning off (`ONNX_RUNTIME_SPINNING`), a ~250M model kept x0.82 of its idle decode under load
-  instead of x0.48, and idle speed did not change (x1.02, medians of 5 interleaved runs). The cost is
-  on graphs of tiny operators: on the 3.5M demo graph spinning off decoded at x0.67-0.92 of the
-  spinning speed idle in three runs (each operator wakes the worker), and one thread instead of two,
-  tried as well, at x0.63. Under load it decoded 717 tokens/s against 456 with spinning (same run): a
-  workstation is rarely idle, so the default does not spin.
+  spinning off, a ~250M model kept x0.82 of its idle decode under load instead of x0.48, and idle
+  speed did not change (x1.02, medians of 5 interleaved runs). The cost is on graphs of tiny
+  operators: on the 3.5M demo graph spinning off decoded at x0.67-0.92 of the spinning speed idle in
+  three runs (each operator wakes the worker), and one thread instead of two, tried as well, at x0.63.
+  So a graph of at most `SPINNING_SESSION_MAX_BYTES` gets two sessions on the same thread count and
+  the same state buffers, one spinning and one not (`onnx_runtime_spinning`), and the governor picks
+  one per call: the spinning one while no other process uses the cores. Their results are
+  bit-identical (same threads, same work split; tested). Larger graphs, where spinning gains nothing,
+  get the one that does not spin, which keeps their memory single.
 
 `--threads N` fixes the count at N (`ThreadPolicy.fixed`): no adaptation, for measurements and for
 users who know their machine.
@@ -33,6 +36,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
@@ -40,7 +44,12 @@ from localai.errors import BackendError
 
 INTERVAL_S = 0.2  # how often the free cores are re-measured: a collapse lasts at most about this long
 SLACK_CORES = 0.3  # other processes' use below this many cores (a terminal, an idle browser) is ignored
-ONNX_RUNTIME_SPINNING = False
+SpinPolicy = Literal["never", "while idle", "always"]
+ONNX_RUNTIME_SPINNING: SpinPolicy = "while idle"  # "always" is what localai did before 2026-12-01
+# a second, spinning session for graphs of at most this many bytes of weights (its memory is a copy)
+SPINNING_SESSION_MAX_BYTES = 64 << 20
+SPINNING_DESCRIPTION: dict[SpinPolicy, str] = {"never": "no spinning", "while idle": "spinning while idle",
+                                               "always": "spinning"}
 
 
 def physical_cores() -> int:
@@ -74,6 +83,15 @@ class ThreadPolicy:
 
     def describe(self) -> str:
         return f"adaptive, up to {self.threads}" if self.adaptive else f"fixed {self.threads}"
+
+
+def onnx_runtime_spinning(policy: ThreadPolicy, weight_bytes: int) -> SpinPolicy:
+    """Whether ONNX Runtime's workers spin for a graph of `weight_bytes` under `policy`: while the machine
+    is idle only for small graphs under an adaptive policy; a fixed count (`--threads`) never spins
+    unless ONNX_RUNTIME_SPINNING says "always"."""
+    if ONNX_RUNTIME_SPINNING == "while idle" and not (policy.adaptive and weight_bytes <= SPINNING_SESSION_MAX_BYTES):
+        return "never"
+    return ONNX_RUNTIME_SPINNING
 
 
 def threads_for(policy: ThreadPolicy, busy_elsewhere: float) -> int:

@@ -51,7 +51,7 @@ def test_measure_on_onnx(onnx_package):
                                                                        ("onnxruntime", "cpu", "int4", "tg8")]
     assert all(r.tokens_per_s > 0 and r.tokens_per_s_std is None for r in rows)  # one run: no spread
     cores = physical_cores()
-    assert all(r.threads == cores and r.thread_policy == f"fixed {cores}, no spinning" for r in rows)
+    assert all(r.threads == cores and r.thread_policy == f"fixed {cores}, spinning while idle" for r in rows)
 
 
 def test_the_default_thread_policy_is_recorded(package):

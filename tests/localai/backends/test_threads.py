@@ -4,6 +4,8 @@ benchmarks/decode_under_load.py, never asserted here."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import subprocess
 import sys
 import time
@@ -151,10 +153,54 @@ def test_llama_cpp_decodes_on_fewer_threads_while_the_machine_is_busy(package, b
     fixed.close()
 
 
-def test_onnx_runtime_workers_sleep_instead_of_spinning(onnx_package):
-    model = localai.load(onnx_package("nemotron_h", "int4"), n_ctx=64, n_threads=2)
-    options = model.backend._session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert options.intra_op_num_threads == 2 and model.backend.max_threads == 2
-    assert model.backend.thread_policy == "fixed 2, no spinning"
+def _spins(run) -> str:
+    return run.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_onnx_runtime_spins_only_on_small_graphs_under_the_default_policy(onnx_package, monkeypatch):
+    package = onnx_package("nemotron_h", "int4")
+    default, fixed = localai.load(package, n_ctx=64), localai.load(package, n_ctx=64, n_threads=2)
+    assert [_spins(run) for run in default.backend._runs] == ["0", "1"]
+    assert default.backend.thread_policy == f"fixed {physical_cores()}, spinning while idle"
+    assert [_spins(run) for run in fixed.backend._runs] == ["0"]
+    assert fixed.backend.thread_policy == "fixed 2, no spinning" and fixed.backend.max_threads == 2
+    monkeypatch.setattr(threads, "SPINNING_SESSION_MAX_BYTES", 1000)  # the zoo graph is over 1000 bytes
+    large = localai.load(package, n_ctx=64)
+    assert [_spins(run) for run in large.backend._runs] == ["0"]
+    assert large.backend.thread_policy == f"fixed {physical_cores()}, no spinning"
+    for model in (default, fixed, large):
+        model.close()
+
+
+def test_onnx_runtime_logits_do_not_depend_on_which_session_runs(onnx_package):
+    """What lets the governor switch sessions between calls: same threads, same state buffers, so
+    bit-identical logits whichever session runs each call (full and incremental)."""
+    model = localai.load(onnx_package("nemotron_h", "int4"), n_ctx=128)
+    backend = model.backend
+    tokens = zoo.random_tokens(40, 400, seed=7)
+    results = []
+    for pattern in ([0], [backend.max_threads], [0, backend.max_threads]):  # quiet, spinning, alternating
+        backend._governor.update = functools.partial(next, itertools.cycle(pattern))  # stands in for the load
+        full = backend.logits(tokens)
+        backend.reset()
+        backend.eval(tokens[:30])
+        steps = np.stack([backend.eval([t]) for t in tokens[30:]])
+        results.append((full, steps, backend.spinning))
+    model.close()
+    assert [spun for _, _, spun in results[:2]] == [False, True]
+    for full, steps, _ in results[1:]:
+        assert np.array_equal(full, results[0][0]) and np.array_equal(steps, results[0][1])
+
+
+@needs_two_cores
+def test_onnx_runtime_stops_spinning_while_the_machine_is_busy(onnx_package, busy_process):
+    model = localai.load(onnx_package("nemotron_h", "int4"), n_ctx=256)
+    deadline = time.monotonic() + 5
+    model.backend.eval([5])
+    while model.backend.spinning and time.monotonic() < deadline:
+        model.backend.eval([5])
+        time.sleep(0.02)
+        if model.backend.n_past > 200:
+            model.backend.reset()
+    assert not model.backend.spinning
     model.close()
