@@ -55,7 +55,7 @@ class Decoder:
     ckpt: Checkpoint
     weights: onnx_quant.WeightFormat
     _past_length: str | None = None
-    _one_token: str | None = None
+    _dt_floor: dict[float, str] = field(default_factory=dict)
     _rope: dict[tuple[float, ...], tuple[str, str]] = field(default_factory=dict)
 
     # -- inputs, states, outputs ---------------------------------------------------------------------------
@@ -108,11 +108,15 @@ class Decoder:
                 self._past_length = self.g.op("Shape", past_key, start=2, end=3)
         return self._past_length
 
-    def one_token(self, x: str) -> str:
-        """Whether this call has one new token (a boolean scalar), from `x` [batch, sequence, ...]; computed once."""
-        if self._one_token is None:
-            self._one_token = self.g.op("Equal", self.g.op("Squeeze", self.dim(x, 1)), self.g.const(1))
-        return self._one_token
+    def dt_floor(self, x: str, time_step_min: float) -> str:
+        """The least Mamba2 step size: `time_step_min` for a prompt, 0 (no clamp: softplus is never
+        negative) for one new token, as transformers does; from `x` [batch, sequence, ...], computed once per value."""
+        if time_step_min not in self._dt_floor:
+            g = self.g
+            one_token = g.op("Equal", g.op("Squeeze", self.dim(x, 1)), g.const(1))
+            self._dt_floor[time_step_min] = g.op("Where", one_token, g.const(0.0, np.float32),
+                                                 g.const(time_step_min, np.float32))
+        return self._dt_floor[time_step_min]
 
     def rms_norm(self, x: str, weight: str, eps: float, *, weight_shape: tuple[int, ...] | None = None) -> str:
         g = self.g
@@ -292,9 +296,8 @@ class Decoder:
         scan = self._fused_scan if self.fused else self._portable_scan
         y = scan(xs, b, c, dt, neg_a, layer, m)
 
-        d = self.weights.small(g, self.ckpt, f"{prefix}.D", (m.heads, 1))
-        heads = g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim]))
-        y = g.op("Add", y, g.op("Reshape", g.op("Mul", heads, d), g.const([0, 0, m.d_inner])))
+        d = self.weights.small(g, self.ckpt, f"{prefix}.D", repeat=m.head_dim)  # [d_inner]: one per channel
+        y = g.op("Add", y, g.op("Mul", xs, d))
 
         # gated RMSNorm, each group of channels normalised on its own
         y = g.op("Mul", y, self.silu(gate))
@@ -332,8 +335,7 @@ class Decoder:
         # in place: LinearAttention copies the past into the present, then updates that (2x faster than a
         # fresh 1 MB present per layer and token, measured; docs/benchmarks.md)
         past = self.state(layer, "ssm", ssm_shape, in_place=True)
-        # transformers clamps dt from below in its chunked scan (prompts), not in its one-token step
-        dt = g.op("Where", self.one_token(xs), dt, g.op("Max", dt, g.const(m.time_step_min, np.float32)))
+        dt = g.op("Max", dt, self.dt_floor(xs, m.time_step_min))
         x_dt = g.op("Mul", g.op("Reshape", xs, g.const([0, 0, m.heads, m.head_dim])),
                     g.op("Unsqueeze", dt, g.const([-1])))
         y, state = g.op("LinearAttention", c, b, g.op("Reshape", x_dt, g.const([0, 0, m.d_inner])), past,

@@ -71,10 +71,12 @@ class WeightFormat:
     block_size: int = DEFAULT_BLOCK
     _stored: dict[str, str] = field(default_factory=dict)
 
-    def small(self, g: Graph, ckpt: Checkpoint, name: str, shape: tuple[int, ...] | None = None) -> str:
-        """A float32 parameter (norm weights, biases, conv, SSM parameters), optionally reshaped."""
+    def small(self, g: Graph, ckpt: Checkpoint, name: str, shape: tuple[int, ...] | None = None, *,
+              repeat: int = 1) -> str:
+        """A float32 parameter (norm weights, biases, conv, SSM parameters), optionally reshaped, or each
+        value `repeat` times in a row (a value per head as one per channel)."""
         if name not in self._stored:
-            array = ckpt.load(name)
+            array = np.repeat(ckpt.load(name), repeat) if repeat > 1 else ckpt.load(name)
             self._stored[name] = g.weight(name, array.reshape(shape) if shape else array)
             ckpt.release(name)
         return self._stored[name]
