@@ -7,7 +7,7 @@ Packages: the demo model as GGUF q8_0 and ONNX int4, and the ~250M Nemotron-H of
 as GGUF q4_k_m and ONNX int4, converted afresh into --workdir.
 Policies: "now" is the default (llama.cpp: as many threads as the cores other processes leave free,
 re-measured per call; ONNX Runtime: every physical core, workers spinning only while the machine is
-idle on graphs of up to 64 MB, else sleeping instead of spinning); "before"
+idle on graphs of up to 512 MB, else sleeping instead of spinning); "before"
 is what localai did until 2026-12-01 (every physical core, fixed; ONNX Runtime's workers spinning).
 
 Each measurement is `localai bench`'s (localai.bench.measure: a warm-up, then one pp and one tg run) in a

@@ -207,17 +207,16 @@ def inv_freq(args: ModelArgs) -> np.ndarray:
 def build_onnx(args: ModelArgs, d: Decoder, present: set[str], *, qk_norm: bool = False,
                qkv_bias: bool = False) -> None:
     """The decoder graph of a dense Llama-style model (Qwen3 adds `qk_norm`, Qwen2 `qkv_bias`)."""
-    x = d.embed("model.embed_tokens.weight")
+    x, h = d.embed("model.embed_tokens.weight"), None
     freqs = inv_freq(args)
     for i in range(args.num_hidden_layers):
         layer = f"model.layers.{i}"
-        h = d.rms_norm(x, f"{layer}.input_layernorm.weight", args.norm_eps)
+        x, h = d.residual_norm(x, h, f"{layer}.input_layernorm.weight", args.norm_eps)  # h: the last MLP's
         h = d.attention(h, i, f"{layer}.self_attn", heads=args.num_attention_heads,
                         kv_heads=args.num_key_value_heads, head_dim=args.head_dim,
                         bias=args.attention_bias or qkv_bias, out_bias=args.attention_bias,
                         qk_norm_eps=args.norm_eps if qk_norm else None, inv_freq=freqs)
-        x = d.g.op("Add", x, h)
-        h = d.rms_norm(x, f"{layer}.post_attention_layernorm.weight", args.norm_eps)
-        x = d.g.op("Add", x, d.swiglu_mlp(h, f"{layer}.mlp", args.mlp_bias))
+        x, h = d.residual_norm(x, h, f"{layer}.post_attention_layernorm.weight", args.norm_eps)
+        h = d.swiglu_mlp(h, f"{layer}.mlp", args.mlp_bias)
     head = "lm_head.weight" if "lm_head.weight" in present else "model.embed_tokens.weight"
-    d.head(x, "model.norm.weight", args.norm_eps, head, args.vocab_size)
+    d.head(d.g.op("Add", x, h), "model.norm.weight", args.norm_eps, head, args.vocab_size)

@@ -263,10 +263,10 @@ def _mamba_tensors(args: ModelArgs, layer: int, mixer: str, gguf_name: NameMap, 
 def build_onnx(args: ModelArgs, d: Decoder, present: set[str]) -> None:
     """The decoder graph: embeddings, the hybrid stack (pre-norm + residual around each mixer), the head."""
     prefix = "model" if "model.embeddings.weight" in present else "backbone"
-    x = d.embed(f"{prefix}.embeddings.weight")
+    x, h = d.embed(f"{prefix}.embeddings.weight"), None
     for i, kind in enumerate(args.layers):
         block = f"{prefix}.layers.{i}"
-        h = d.rms_norm(x, f"{block}.norm.weight", args.norm_eps)
+        x, h = d.residual_norm(x, h, f"{block}.norm.weight", args.norm_eps)  # h: the previous mixer's output
         if kind == MAMBA:
             dims = Mamba2Dims(args.mamba_num_heads, args.mamba_head_dim, args.ssm_state_size, args.n_groups,
                               args.conv_kernel, f"{block}.mixer.conv1d.bias" in present, args.chunk_size,
@@ -280,6 +280,5 @@ def build_onnx(args: ModelArgs, d: Decoder, present: set[str]) -> None:
             h = moe_block(d, h, f"{block}.mixer", args.moe, args.hidden_size)
         else:
             h = d.relu2_mlp(h, f"{block}.mixer.up_proj", f"{block}.mixer.down_proj", args.mlp_bias)
-        x = d.g.op("Add", x, h)
     head = "lm_head.weight" if "lm_head.weight" in present else f"{prefix}.embeddings.weight"
-    d.head(x, f"{prefix}.norm_f.weight", args.norm_eps, head, args.vocab_size)
+    d.head(d.g.op("Add", x, h), f"{prefix}.norm_f.weight", args.norm_eps, head, args.vocab_size)

@@ -25,7 +25,7 @@ import numpy as np
 
 from converters import onnx_quant
 from converters.checkpoint import Checkpoint
-from converters.onnx_graph import Graph
+from converters.onnx_graph import MS_DOMAIN, Graph
 from localai.backends.graph import KV_CAPACITY
 from localai.errors import ConversionError
 
@@ -124,6 +124,19 @@ class Decoder:
         if self.fused:
             return g.op("RMSNormalization", x, w, axis=-1, epsilon=eps)
         return g.op("Mul", self._normalize(x, eps, None), w)
+
+    def residual_norm(self, x: str, h: str | None, weight: str, eps: float) -> tuple[str, str]:
+        """The residual stream x + h (x itself where `h` is None, before the first block) and its RMSNorm.
+        The ort flavour adds and normalises in one SkipSimplifiedLayerNormalization (com.microsoft)."""
+        if h is None:
+            return x, self.rms_norm(x, weight, eps)
+        if not self.fused:
+            x = self.g.op("Add", x, h)
+            return x, self.rms_norm(x, weight, eps)
+        w = self.weights.small(self.g, self.ckpt, weight)
+        normed, _, _, total = self.g.op("SkipSimplifiedLayerNormalization", x, h, w, outputs=4, domain=MS_DOMAIN,
+                                        epsilon=eps)
+        return total, normed
 
     def _normalize(self, x: str, eps: float, size: int | None) -> str:
         """x / sqrt(mean(x^2) + eps) over the last axis (of `size`, where the fused form needs it)."""
