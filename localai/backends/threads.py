@@ -16,10 +16,10 @@ x0.30, where 1 thread kept x0.81 and x0.55 of the 2-thread idle speed. So:
 - **ONNX Runtime** fixes its thread pool when a session is created, so it cannot follow the load.
   Its caller thread takes over work that a worker has not started, which already softens the blow;
   what remains is the idle worker spinning for work and taking CPU from the thread that has it. With
-  spinning off, a ~250M model kept x0.82 of its idle decode under load instead of x0.48, and idle
-  speed did not change (x1.02, medians of 5 interleaved runs). The cost is on graphs of tiny
-  operators: on the 3.5M demo graph spinning off decoded at x0.67-0.92 of the spinning speed idle in
-  three runs (each operator wakes the worker), and one thread instead of two, tried as well, at x0.63.
+  spinning off, a ~250M model kept x0.82 of its idle decode under load instead of x0.48. Idle, not
+  spinning costs speed wherever operators are short: on the 3.5M demo graph x0.67-0.92 of the spinning
+  speed in three runs (each operator wakes the worker), on the ~250M graph x0.835 once its states were
+  written in place (x0.97 before that); one thread instead of two, tried as well, x0.63 on the demo.
   So a graph of at most `SPINNING_SESSION_MAX_BYTES` gets two sessions on the same thread count and
   the same state buffers, one spinning and one not (`onnx_runtime_spinning`), and the governor picks
   one per call: the spinning one while no other process uses the cores. Their results are
