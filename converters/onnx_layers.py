@@ -322,20 +322,23 @@ class Decoder:
     def _causal_conv(self, xbc: str, layer: int, prefix: str, m: Mamba2Dims) -> str:
         """SiLU(causal depthwise conv) of `xbc` [b, L, conv_dim] over the conv state (the last kernel-1
         inputs) and these tokens; declares the state. ONNX Runtime's CausalConvWithState does it in one
-        operator; the portable form convolves [past inputs, new inputs]."""
+        operator, channels last (no transposes; its state is [b, kernel-1, conv_dim]); the portable form
+        convolves [past inputs, new inputs], channels first (its state is [b, conv_dim, kernel-1])."""
         g = self.g
-        conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
-        past = self.state(layer, "conv", conv_shape, in_place=self.fused)
         weight = self.weights.small(g, self.ckpt, f"{prefix}.conv1d.weight")
         bias = [self.weights.small(g, self.ckpt, f"{prefix}.conv1d.bias")] if m.conv_bias else []
-        channels_first = g.op("Transpose", xbc, perm=[0, 2, 1])
         if self.fused:
-            out, present = g.op("CausalConvWithState", channels_first, weight, *(bias or [""]), past, outputs=2,
-                                domain="com.microsoft", activation="silu")
-        else:
-            window = g.op("Concat", past, channels_first, axis=2)
-            present = g.op("Slice", window, g.const([1 - m.conv_kernel]), g.const([INT64_MAX]), g.const([2]))
-            out = self.silu(g.op("Conv", window, weight, *bias, group=m.conv_dim))
+            conv_shape: tuple[int | str, ...] = (BATCH, m.conv_kernel - 1, m.conv_dim)
+            past = self.state(layer, "conv", conv_shape, in_place=True)
+            out, present = g.op("CausalConvWithState", xbc, weight, *(bias or [""]), past, outputs=2,
+                                domain="com.microsoft", activation="silu", channels_last=1)
+            self.present(present, layer, "conv", conv_shape)
+            return out
+        conv_shape = (BATCH, m.conv_dim, m.conv_kernel - 1)
+        past = self.state(layer, "conv", conv_shape)
+        window = g.op("Concat", past, g.op("Transpose", xbc, perm=[0, 2, 1]), axis=2)
+        present = g.op("Slice", window, g.const([1 - m.conv_kernel]), g.const([INT64_MAX]), g.const([2]))
+        out = self.silu(g.op("Conv", window, weight, *bias, group=m.conv_dim))
         self.present(present, layer, "conv", conv_shape)
         return g.op("Transpose", out, perm=[0, 2, 1])
 
