@@ -20,7 +20,9 @@ def fixed_home(monkeypatch):
 async def _loaded(pilot) -> None:
     screen = await chat_screen(pilot)
     screen.query_one(PromptInput).cursor_blink = False  # a blinking cursor would make two pictures
-    await until(pilot, lambda: not pilot.app._notifications, timeout=10)  # the "Loading" toast is gone
+    # the "Loading" and the picker's "store is empty" toasts are gone: expired, and their widgets removed,
+    # which happens a little later (a picture taken in between still shows one)
+    await until(pilot, lambda: not pilot.app._notifications and not pilot.app.screen.query("Toast"), timeout=10)
     await pilot.pause()
 
 
