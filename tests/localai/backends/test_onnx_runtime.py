@@ -56,6 +56,21 @@ def test_eval_continues_the_state_and_reset_forgets_it(both):
     np.testing.assert_allclose(onnx.eval(tokens), continued, atol=1e-5)
 
 
+def test_one_token_calls_and_longer_ones_mix_in_any_order(both):
+    """A one-token call runs on buffers bound once (the token, logits_to_keep, the logits); longer calls and
+    full logits bind fresh ones in between, and what a call returned is never overwritten by the next."""
+    _, onnx = both
+    tokens = zoo.random_tokens(7, 400, seed=4)
+    onnx.reset()
+    first, prefix, single = onnx.eval(tokens[:1]), onnx.eval(tokens[1:4]), onnx.eval(tokens[4:5])
+    rows = onnx.logits(tokens[:6])
+    last = onnx.eval(tokens[6:])
+    reference = onnx.logits(tokens)
+    for got, want in ((first, reference[0]), (prefix, reference[3]), (single, reference[4]), (rows, reference[:6]),
+                      (last, reference[6])):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_context_limit_and_bad_ids_are_backend_errors(onnx_package):
     model = localai.load(onnx_package("llama", "fp32"), n_ctx=16)
     with pytest.raises(BackendError, match="context full: 10 \\+ 7 tokens exceed the context size 16"):
