@@ -7,10 +7,11 @@ a new module plus a line in `ARCHITECTURES`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,8 +22,18 @@ from converters.source import resolve_source
 from converters.tensors import check_sources, parameter_counts
 from converters.vocab import read_hf_tokenizer
 from localai import __version__, store
+from localai.backends.threads import ThreadPolicy
 from localai.errors import ConversionError
-from localai.package import Artifact, Manifest, Package, check_target, file_sha256, staged_directory, write_manifest
+from localai.package import (
+    Artifact,
+    Manifest,
+    Package,
+    check_name,
+    check_target,
+    file_sha256,
+    staged_directory,
+    write_manifest,
+)
 
 # config.json model_type -> module in this package
 ARCHITECTURES: dict[str, str] = {
@@ -41,9 +52,9 @@ Progress = Callable[[str, int, int], None]
 def architecture_for(config: dict) -> ModuleType:
     """The architecture module for a checkpoint's config.json."""
     model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ConversionError(
-            f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(ARCHITECTURES))}"
+            f"unsupported model_type {repr(model_type)[:60]}; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
     return importlib.import_module(f"converters.{ARCHITECTURES[model_type]}")
 
@@ -75,6 +86,8 @@ def convert(
     (GGUF only; ONNX and TensorRT leave it out, saying so through `notice`)."""
     if to not in OUTPUT_FORMATS:
         raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
+    if threads is not None:
+        ThreadPolicy.fixed(threads)  # the runtimes' bounds: llama.cpp's quantizer dies on thousands
     engine_options = compute_capabilities is not None or max_context is not None or max_prefill is not None
     if to != "tensorrt" and engine_options:
         raise ConversionError("--compute-capability, --max-context and --max-prefill apply to --to tensorrt only")
@@ -111,13 +124,13 @@ def convert(
 
         label = {"gguf": quant, "onnx": f"onnx-{quant}" + ("-portable" if flavor == "portable" else ""),
                  "tensorrt": f"trt-{quant}"}[to]
-        package_name = store.validate_name(name) if name else store.default_name(source.display_name, label)
+        package_name = check_name(name) if name else store.default_name(source.display_name, label)
         target = output.expanduser().absolute() if output else store.package_path(package_name)
         if target.resolve() == source.path or target.resolve() in source.path.parents:
             raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
         check_target(target, replace=force)  # before hashing what may be many gigabytes
         inputs = _hash_inputs(source.path, ckpt)
-        with staged_directory(target, replace=force, lock=store.lock_for(target)) as staging:
+        with _disk_errors(target), staged_directory(target, replace=force, lock=store.lock_for(target)) as staging:
             if to == "gguf":
                 artifacts = [_write_gguf(staging, package_name, arch, args, plan, ckpt, vocab, quant, threads,
                                          progress)]
@@ -152,6 +165,15 @@ def convert(
             )
             write_manifest(staging, manifest)
     return Package(target, manifest)
+
+
+@contextlib.contextmanager
+def _disk_errors(target: Path) -> Iterator[None]:
+    """A failed write (a full disk: numpy's `tofile` says "N requested and M written") as one clear error."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConversionError(f"cannot write the package {target}: {exc.strerror or exc}") from exc
 
 
 def _write_gguf(staging: Path, package_name: str, arch: ModuleType, args: object, plan: list, ckpt: Checkpoint,

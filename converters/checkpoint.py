@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from localai import hub
 from localai.errors import ConversionError
 from localai.jsonfile import read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HEADER_LIMIT = 100 * 1024 * 1024  # the safetensors spec caps the JSON header at 100 MB
+_MAX_RANK = 8  # a weight has 1-4 dimensions; a forged one thousands
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
@@ -66,8 +69,9 @@ class SafetensorsFile:
             if len(head) < 8:
                 raise ConversionError(f"{path.name} is truncated: no safetensors header")
             (header_len,) = struct.unpack("<Q", head)
-            if header_len > _HEADER_LIMIT or 8 + header_len > size:
-                raise ConversionError(f"{path.name} is corrupt or truncated: header length {header_len}")
+            if header_len > _HEADER_LIMIT or 8 + header_len > size:  # never echo the bytes: it may be any file
+                raise ConversionError(f"{path.name} is not a safetensors file, or is truncated (its header length "
+                                      "is larger than the file or the format allows)")
             try:
                 header = json.loads(fh.read(header_len))
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -92,14 +96,14 @@ class SafetensorsFile:
         if not isinstance(info, dict):
             raise malformed
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not (isinstance(dtype, str) and isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
-                and all(_is_count(x) for x in [*shape, *offsets])):
+        if not (isinstance(dtype, str) and isinstance(shape, list) and len(shape) <= _MAX_RANK
+                and isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(x) for x in [*shape, *offsets])):
             raise malformed
         shape = tuple(shape)
         begin, end = offsets
         if dtype not in _DTYPES:
             raise ConversionError(f"{self.path.name}: tensor {name!r} has unsupported dtype {dtype}")
-        expected = int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize
+        expected = math.prod(shape) * _DTYPES[dtype].itemsize  # Python integers: a forged shape cannot overflow
         if end - begin != expected:
             raise ConversionError(
                 f"{self.path.name}: tensor {name!r} byte range does not match its shape {list(shape)}"
@@ -167,10 +171,10 @@ class Checkpoint:
             raise
 
     def _check_index(self) -> None:
-        index_path = self.root / "model.safetensors.index.json"
+        index_path = self.root / hub.INDEX_NAME
         if not index_path.is_file():
             return
-        weight_map = read_json(index_path, "model.safetensors.index.json").get("weight_map", {})
+        weight_map = read_json(index_path, hub.INDEX_NAME)["weight_map"]  # checked by _find_weight_files
         for name, filename in weight_map.items():
             ref = self.tensors.get(name)
             if ref is None or ref.file.name != filename:
@@ -201,12 +205,9 @@ class Checkpoint:
 
 
 def _find_weight_files(root: Path) -> list[Path]:
-    index_path = root / "model.safetensors.index.json"
+    index_path = root / hub.INDEX_NAME
     if index_path.is_file():
-        weight_map = read_json(index_path, "model.safetensors.index.json").get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ConversionError("model.safetensors.index.json has no weight_map")
-        files = sorted({root / str(f) for f in weight_map.values()})
+        files = [root / name for name in hub.index_shards(index_path, ConversionError)]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise ConversionError(f"weight shards listed in the index are missing: {', '.join(missing)}")
@@ -215,6 +216,9 @@ def _find_weight_files(root: Path) -> list[Path]:
     # hold the same weights under other names
     for pattern in ("model.safetensors", "model-*-of-*.safetensors", "*.safetensors"):
         files = sorted(root.glob(pattern))
+        odd = [f.name for f in files if not f.is_file()]  # a FIFO would block the read forever
+        if odd:
+            raise ConversionError(f"{odd[0]} in {root} is not a regular file")
         if files:
             return files
     pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)

@@ -15,7 +15,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from converters.hparams import flag, hparam, positive, rope_settings
+from converters.hparams import flag, hparam, layer_count, positive, rope_settings
 from converters.onnx_layers import Decoder
 from converters.tensors import NameMap, OutputTensor, direct, transformed
 from localai.errors import ConversionError
@@ -63,13 +63,13 @@ class ModelArgs:
         args = cls(
             vocab_size=positive("vocab_size", hparam(config, "vocab_size")),
             hidden_size=hidden,
-            num_hidden_layers=positive("num_hidden_layers", hparam(config, "num_hidden_layers")),
+            num_hidden_layers=layer_count(hparam(config, "num_hidden_layers")),
             num_attention_heads=heads,
             num_key_value_heads=positive("num_key_value_heads",
                                          hparam(config, "num_key_value_heads", default=heads)),
             head_dim=positive("head_dim", hparam(config, "head_dim", default=hidden // heads)),
             intermediate_size=positive("intermediate_size", hparam(config, "intermediate_size")),
-            norm_eps=hparam(config, "rms_norm_eps", cast=float, default=1e-6),
+            norm_eps=positive("rms_norm_eps", hparam(config, "rms_norm_eps", cast=float, default=1e-6)),
             rope_theta=theta,
             rope_scaling=scaling,
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=flag, default=False),

@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 
 from converters import nemotron_h_moe
-from converters.hparams import flag, hparam, positive
+from converters.hparams import flag, hparam, layer_count, positive
 from converters.nemotron_h_moe import MTP_PREFIX, MoEArgs
 from converters.onnx_layers import Decoder, Mamba2Dims
 from converters.onnx_moe import moe_block
@@ -31,7 +31,6 @@ GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H
 IGNORED_TENSORS: tuple[str, ...] = ()
 
 MAMBA, ATTENTION, MLP, MOE = "M", "*", "-", "E"
-MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS (it aborts on more), MTP head included
 _LIST_KINDS = {"linear_attention": MAMBA, "mamba": MAMBA, "full_attention": ATTENTION, "attention": ATTENTION,
                "mlp": MLP, "moe": MOE}
 
@@ -105,7 +104,8 @@ class ModelArgs:
             conv_kernel=positive("conv_kernel", hparam(config, "conv_kernel", "mamba_d_conv", default=4)),
             use_conv_bias=hparam(config, "use_conv_bias", "mamba_conv_bias", cast=flag, default=True),
             mlp_bias=hparam(config, "mlp_bias", cast=flag, default=False),
-            norm_eps=hparam(config, "layer_norm_epsilon", "rms_norm_eps", cast=float, default=1e-5),
+            norm_eps=positive("layer_norm_epsilon",
+                              hparam(config, "layer_norm_epsilon", "rms_norm_eps", cast=float, default=1e-5)),
             tie_word_embeddings=hparam(config, "tie_word_embeddings", cast=flag, default=False),
             context_length=positive("max_position_embeddings",
                                     hparam(config, "max_position_embeddings", default=4096)),
@@ -128,7 +128,7 @@ def _layer_pattern(config: dict[str, Any]) -> str:
     if isinstance(pattern, str) and pattern:
         kinds = pattern
     elif isinstance(block_types := config.get("layers_block_type"), list) and block_types:
-        unknown = sorted({str(t) for t in block_types if t not in _LIST_KINDS})
+        unknown = sorted({repr(t)[:40] for t in block_types if not isinstance(t, str) or t not in _LIST_KINDS})
         if unknown:
             raise ConversionError(f"config.json: unknown layers_block_type entries {unknown}")
         kinds = "".join(_LIST_KINDS[t] for t in block_types)
@@ -137,9 +137,7 @@ def _layer_pattern(config: dict[str, Any]) -> str:
     bad = sorted(set(kinds) - {MAMBA, ATTENTION, MLP, MOE})
     if bad:
         raise ConversionError(f"config.json: hybrid_override_pattern has unknown layer kinds {bad}")
-    if len(kinds) + bool(config.get("num_nextn_predict_layers")) > MAX_LAYERS:
-        raise ConversionError(f"config.json declares {len(kinds)} layers; localai converts at most {MAX_LAYERS} "
-                              "(llama.cpp's limit, an MTP head included)")
+    layer_count(len(kinds) + bool(config.get("num_nextn_predict_layers")))
     declared = config.get("num_hidden_layers")
     if isinstance(declared, int) and declared != len(kinds):
         raise ConversionError(f"config.json: num_hidden_layers={declared} but the layer pattern has {len(kinds)}")

@@ -16,11 +16,13 @@ from typing import Any
 import gguf
 import numpy as np
 
+from converters import child
 from converters.checkpoint import Checkpoint
 from converters.tensors import PlannedTensor, StackedTensor, as_float16, shape_only
 from converters.vocab import GGUFVocab
 from localai.errors import ConversionError
 
+CHILD = child.program(__name__)
 Q = gguf.GGMLQuantizationType
 F = gguf.LlamaFileType
 # types written directly: tensor type for quantizable tensors, and the file type recorded in the header
@@ -174,15 +176,29 @@ def _encode(name: str, data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np
 
 
 def quantize_with_llama_cpp(src: Path, dst: Path, quant: str, threads: int | None = None) -> None:
-    """Quantize GGUF `src` into `dst` with llama.cpp's `llama_model_quantize`."""
+    """Quantize GGUF `src` into `dst` with llama.cpp's `llama_model_quantize`, in a child process
+    (converters/child.py): so that Ctrl-C stops it, and a native abort is one error."""
+    done = child.run(CHILD, {"src": str(src), "dst": str(dst), "quant": quant, "threads": threads})
+    if done.error is not None:
+        raise ConversionError(done.error)
+    if done.returncode != 0:
+        raise ConversionError(f"llama.cpp crashed quantizing to {quant} ({done.crash})")
+
+
+def child_main(job_text: str) -> int:
+    """The quantizer's process (converters/child.py)."""
+    return child.main(_quantize, job_text)
+
+
+def _quantize(job: dict[str, Any]) -> None:
     import llama_cpp
 
     from localai.backends import llama_log
 
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = int(LLAMA_QUANTIZED_TYPES[quant])
-    params.nthread = threads or 0
+    params.ftype = int(LLAMA_QUANTIZED_TYPES[job["quant"]])
+    params.nthread = job["threads"] or 0
     with llama_log.capture() as log:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+        rc = llama_cpp.llama_model_quantize(job["src"].encode(), job["dst"].encode(), ctypes.byref(params))
     if rc != 0:
-        raise ConversionError(f"llama.cpp could not quantize to {quant}: {log.last_error() or 'unknown error'}")
+        raise ConversionError(f"llama.cpp could not quantize to {job['quant']}: {log.last_error() or 'unknown error'}")

@@ -9,27 +9,24 @@ dequantizes blockwise int4 weights). Two optimization profiles cover the two way
 - `decode`: 1 new token (the fp16 range allows 2: see DECODE_MAX_TOKENS) on top of 0..max_context - 1 past
   tokens.
 
-The build runs in a child process (`child_main`): TensorRT aborts the whole
+The build runs in a child process (`child_main`, converters/child.py): TensorRT aborts the whole
 process on some graphs it cannot compile (TensorRT for RTX 1.7 segfaults on `If`), and that must be a
 clear error here rather than a crash of `localai convert`.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from converters import child
 from localai import tensorrt_lib
 from localai.errors import ConversionError
 
 ENGINE_FILE = "model.engine"
-CHILD = "import sys; from converters.to_tensorrt import child_main; sys.exit(child_main(sys.argv[1]))"
+CHILD = child.program(__name__)
 QUANTS = ("fp16", "bf16", "int4", "fp8", "nvfp4")
 
 MIN_CAPABILITY = {"bf16": 80, "fp8": 89, "nvfp4": 120}  # Ampere, Ada, Blackwell
@@ -88,23 +85,13 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings,
                  graph_inputs: list[dict[str, Any]]) -> dict[str, Any]:
     """Build the engine of `onnx_path` into `engine_path` in a child process; return its description for the
     manifest (library, version, targets, profiles, I/O tensors)."""
-    job = json.dumps({"onnx": str(onnx_path), "engine": str(engine_path), "settings": settings.__dict__,
-                      "inputs": graph_inputs})
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
-        # not `-m converters.to_tensorrt`: the package imports this module first, and runpy warns about that
-        child = subprocess.run([sys.executable, "-c", CHILD, job], stdout=subprocess.PIPE, stderr=log, text=True,
-                               check=False)
-        log.seek(0)
-        errors = log.read()
-    last = next((line for line in reversed(child.stdout.splitlines()) if line.startswith("{")), None)
-    message = json.loads(last) if last else {}
-    if child.returncode == 0 and "engine" in message:
-        return message["engine"]
-    if "error" in message:
-        raise ConversionError(message["error"])
-    detail = errors.strip().splitlines()[-1] if errors.strip() else "no message"
-    how = f"signal {-child.returncode}" if child.returncode < 0 else f"status {child.returncode}"
-    raise ConversionError(f"TensorRT crashed building the engine ({how}: {detail}); the graph holds something "
+    done = child.run(CHILD, {"onnx": str(onnx_path), "engine": str(engine_path), "settings": settings.__dict__,
+                             "inputs": graph_inputs})
+    if done.result is not None:
+        return dict(done.result)
+    if done.error is not None:
+        raise ConversionError(done.error)
+    raise ConversionError(f"TensorRT crashed building the engine ({done.crash}); the graph holds something "
                           "this TensorRT cannot compile")
 
 
@@ -178,14 +165,5 @@ def _build(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_main(job_text: str) -> int:
-    """The build process: one JSON line on stdout, the engine's description or the error."""
-    from localai.errors import LocalAIError
-
-    try:
-        description = _build(json.loads(job_text))
-    except LocalAIError as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        return 1
-    print(json.dumps({"engine": description}), flush=True)
-    return 0
-
+    """The build process (converters/child.py): the engine's description, or the error."""
+    return child.main(_build, job_text)

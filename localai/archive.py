@@ -5,8 +5,8 @@ manifest lists, nothing else. It is not compressed: weights do not compress, and
 streamed and checked without unpacking first.
 
 Importing trusts nothing in the archive. Before anything is written: only an uncompressed tar; every
-member a plain file or folder inside that one folder (no absolute paths, "..", links, devices or FIFOs,
-no name twice, at most MAX_MEMBERS); exactly the manifest and the artifacts it lists, each of the size
+member a plain file or folder inside that one folder (no absolute paths, "..", links, devices, FIFOs or
+sparse files, no name twice, at most MAX_MEMBERS); exactly the manifest and the artifacts it lists, each of the size
 it gives. Then those members alone are extracted, through tarfile's `data` filter as well, into a
 staging folder in the store, every file is hashed against the manifest, and only then is the package
 renamed into place. Anything wrong refuses the whole archive and installs nothing.
@@ -14,7 +14,6 @@ renamed into place. Anything wrong refuses the whole archive and installs nothin
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -22,7 +21,8 @@ from pathlib import Path, PurePosixPath
 from localai import integrity, store
 from localai.errors import PackageError
 from localai.files import replaced_atomically
-from localai.package import MANIFEST_NAME, Manifest, Package, staged_directory, write_manifest
+from localai.jsonfile import parse_json_object
+from localai.package import MANIFEST_NAME, Manifest, Package, check_name, staged_directory, write_manifest
 
 MAX_MANIFEST_BYTES = 16 * 2**20
 MAX_MEMBERS = 10_000  # a package has a handful of files; an archive of thousands is an attack or a mistake
@@ -68,7 +68,7 @@ def import_(archive: Path, *, name: str | None = None, replace: bool = False) ->
             top = _top_folder(members, archive)
             manifest = _read_manifest(tar, members, top, archive)
             files = _expected_files(members, top, manifest, archive)
-            target_name = store.validate_name(name or manifest.name)
+            target_name = check_name(name or manifest.name)
             target = store.package_path(target_name)
             with staged_directory(target, replace=replace, lock=store.lock_for(target)) as staging:
                 # only the checked members, with the top folder stripped, through the data filter as well
@@ -103,6 +103,8 @@ def _members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
         if not (member.isfile() or member.isdir()):
             kind = "link" if member.issym() or member.islnk() else "special file"
             raise PackageError(f"{archive.name} holds a {kind} ({name!r}); refusing it")
+        if member.issparse():  # its holes would expand to the size it claims, far beyond the archive's
+            raise PackageError(f"{archive.name} holds a sparse file ({name!r}); refusing it")
         normal = "/".join(parts)
         if normal in seen:
             raise PackageError(f"{archive.name} holds {normal!r} twice; refusing it")
@@ -128,13 +130,7 @@ def _read_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo], top: st
         raise PackageError(f"{archive.name}: its manifest is implausibly large ({member.size} bytes)")
     stream = tar.extractfile(member)
     assert stream is not None  # a regular file, checked above
-    try:
-        data = json.loads(stream.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackageError(f"{archive.name}: its manifest is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PackageError(f"{archive.name}: its manifest must hold a JSON object")
-    return Manifest.from_dict(data)
+    return Manifest.from_dict(parse_json_object(stream.read(), f"{archive.name}: its manifest", PackageError))
 
 
 def _expected_files(members: list[tarfile.TarInfo], top: str, manifest: Manifest,
@@ -142,9 +138,7 @@ def _expected_files(members: list[tarfile.TarInfo], top: str, manifest: Manifest
     """The members to extract (relative path -> member): the manifest and exactly the artifacts it lists, of
     the sizes it gives. Anything else (an extra file, a folder that holds no artifact) refuses the archive
     before one byte is written."""
-    sizes = {PurePosixPath(a.path).as_posix(): a.bytes for a in manifest.artifacts}
-    if any(".." in PurePosixPath(p).parts or PurePosixPath(p).is_absolute() for p in sizes):
-        raise PackageError(f"{archive.name}: its manifest lists a path outside the package")
+    sizes = {a.path: a.bytes for a in manifest.artifacts}  # plain relative paths (Manifest.from_dict)
     folders = {str(parent) for p in sizes for parent in PurePosixPath(p).parents if str(parent) != "."}
     files: dict[str, tarfile.TarInfo] = {}
     for member in members:

@@ -63,15 +63,28 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def append_lines(path: Path, lines: list[str]) -> None:
     """Append `lines` to the text file `path` (created if absent) in one write: concurrent appenders do not
-    interleave, and earlier content is never rewritten."""
+    interleave, earlier content is never rewritten, and a failed append (a full disk) leaves the file as it
+    was (a file it created: not there)."""
+    path = Path(path).expanduser()
     data = "".join(line + "\n" for line in lines).encode("utf-8")
+    existed = path.exists()
     try:
-        fd = os.open(Path(path).expanduser(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            written = os.write(fd, data)
-        finally:
-            os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     except OSError as exc:
         raise LocalAIError(f"cannot append to {path}: {exc.strerror or exc}") from exc
-    if written != len(data):
-        raise LocalAIError(f"appended only {written} of {len(data)} bytes to {path} (disk full?)")
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            written, reason = 0, exc.strerror or str(exc)
+        else:
+            reason = "the disk is full" if written != len(data) else ""
+        if reason:
+            if os.fstat(fd).st_size == start + written:  # no other appender since: take back the part written
+                os.ftruncate(fd, start)
+            if not existed and start == 0:
+                path.unlink(missing_ok=True)
+            raise LocalAIError(f"cannot append to {path}: {reason}")
+    finally:
+        os.close(fd)

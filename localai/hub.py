@@ -8,13 +8,13 @@ where they stopped, and are pinned to the commit they resolved to. Offline (`HF_
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from localai.errors import LocalAIError
+from localai.jsonfile import read_json_object
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # top-level files only: the hub's patterns match across "/"
@@ -24,10 +24,16 @@ ALLOW_PATTERNS = [
     "chat_template.jinja",
 ]
 REQUIRED = ("config.json", "tokenizer.json")
+INDEX_NAME = "model.safetensors.index.json"
+SHARD_NAME = re.compile(r"[\w][\w.-]{0,200}\.safetensors")  # a file name: no folder, never "." or ".."
 
 
 class HubError(LocalAIError):
     """A repo cannot be fetched, or the cache lacks some of its files."""
+
+
+class NotCachedError(HubError):
+    """Offline, and the repo is not in the local Hugging Face cache at all."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,10 @@ def pull(spec: str, *, offline: bool = False) -> Snapshot:
     try:
         folder = Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=ALLOW_PATTERNS,
                                         local_files_only=offline))
-    except LocalEntryNotFoundError:
-        raise HubError(f"{spec} is not in the local Hugging Face cache and the hub is offline; it needs "
-                       f"{', '.join(REQUIRED)} and its *.safetensors weights") from None
+    except LocalEntryNotFoundError:  # offline, or the hub could not be reached
+        why = "the hub is offline" if offline else "the Hugging Face hub cannot be reached"
+        raise NotCachedError(f"{spec} is not in the local Hugging Face cache and {why}; it needs "
+                             f"{', '.join(REQUIRED)} and its *.safetensors weights") from None
     except GatedRepoError:
         raise HubError(f"{repo_id} is gated: accept its terms on huggingface.co and log in "
                        "(`hf auth login`) first") from None
@@ -87,13 +94,27 @@ def pull(spec: str, *, offline: bool = False) -> Snapshot:
 def missing_files(folder: Path) -> list[str]:
     """What a checkpoint folder lacks to be converted: config, tokenizer, every safetensors shard."""
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
-    index = folder / "model.safetensors.index.json"
+    index = folder / INDEX_NAME
     if index.is_file():
         try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return [*missing, "a readable model.safetensors.index.json"]
+            shards = index_shards(index)
+        except HubError:
+            return [*missing, f"a readable {INDEX_NAME}"]
         missing += [shard for shard in shards if not (folder / shard).is_file()]
     elif not (folder / "model.safetensors").is_file():
         missing.append("model.safetensors (safetensors weights only: pickled .bin/.pt files are never fetched)")
     return missing
+
+
+def index_shards(index: Path, error: type[LocalAIError] = HubError) -> list[str]:
+    """The shard files a `model.safetensors.index.json` names, each checked to be a plain `*.safetensors`
+    file name: an index comes from strangers, and a path in it would have localai open any file."""
+    weight_map = read_json_object(index, INDEX_NAME, error).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise error(f"{INDEX_NAME} has no weight_map")
+    shards = sorted({str(name) for name in weight_map.values()})
+    for name in shards:
+        if not SHARD_NAME.fullmatch(name):
+            raise error(f"{INDEX_NAME} lists {name[:80]!r} as a shard: shards are *.safetensors files in the "
+                        "checkpoint's folder")
+    return shards

@@ -1,4 +1,9 @@
-"""Read JSON objects from files with one clear error per failure."""
+"""Read JSON objects from files with one clear error per failure.
+
+Such files come from strangers (checkpoints, packages, archives), so only regular files are read (a FIFO
+would block forever), of a bounded size, and every way the parser can fail (bad UTF-8, bad JSON, nesting
+deep enough to exhaust the stack, an integer of thousands of digits) is the caller's one error.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,32 @@ from typing import Any
 
 from localai.errors import LocalAIError
 
+MAX_JSON_BYTES = 64 << 20  # a config, manifest or index is kilobytes; a tokenizer.json tens of megabytes
 
-def read_json_object(path: Path, what: str, error: type[LocalAIError] = LocalAIError) -> dict[str, Any]:
-    """The JSON object in `path`; a missing file, bad JSON or a non-object raises `error` naming `what`."""
-    if not path.is_file():
-        raise error(f"{what} not found: {path}")
+
+def read_json_object(path: Path, what: str, error: type[LocalAIError] = LocalAIError, *,
+                     max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The JSON object in `path`; a missing or non-regular file, too many bytes, bad JSON or a non-object
+    raises `error` naming `what`."""
+    if not path.is_file():  # follows links; false for folders, FIFOs and devices
+        raise error(f"{what} not found: {path}" if not path.exists() else f"{what} is not a regular file: {path}")
+    if path.stat().st_size > max_bytes:
+        raise error(f"{what} is implausibly large ({path.stat().st_size} bytes, at most {max_bytes}): {path}")
+    return parse_json_object(path.read_bytes(), what, error, source=str(path))
+
+
+def parse_json_object(raw: bytes, what: str, error: type[LocalAIError] = LocalAIError, *,
+                      source: str = "") -> dict[str, Any]:
+    """The JSON object in `raw`, or `error` naming `what` (read from `source`)."""
+    where = f" ({source})" if source else ""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{what} is not valid JSON ({path}): {exc}") from exc
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} is not UTF-8 text{where}: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise error(f"{what} is not valid JSON{where}: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers longer than Python converts
+        raise error(f"{what} is not valid JSON{where}: {exc}") from None
     if not isinstance(data, dict):
-        raise error(f"{what} must hold a JSON object: {path}")
+        raise error(f"{what} must hold a JSON object{where}")
     return data

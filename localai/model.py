@@ -131,6 +131,14 @@ def _check_present(package: Package, artifact: Artifact) -> None:
 
 def resolve(model: str | Path) -> Package:
     """The package that `model` names."""
+    try:
+        return _resolve(model)
+    except OSError as exc:  # a name too long for a path, a folder that cannot be read
+        shown = str(model) if len(str(model)) <= 60 else f"{str(model)[:57]}..."
+        raise PackageError(f"no model {shown!r}: {exc.strerror or exc}") from None
+
+
+def _resolve(model: str | Path) -> Package:
     path = Path(model).expanduser()
     if path.is_dir():
         return Package.open(path)

@@ -10,12 +10,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from localai.errors import PackageError
@@ -24,6 +25,18 @@ from localai.jsonfile import read_json_object
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 STAGING_MARK = ".partial-"
+MAX_CONTEXT = 1 << 24  # tokens a manifest may declare; hybrid GGUFs say 2^20
+# a package's name is its folder's and its archive's: never a path, never a terminal control sequence
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+def check_name(name: object) -> str:
+    """`name` if it is a valid package name (the store's rule, also for every manifest read), else
+    `PackageError`."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
+        raise PackageError(f"invalid package name {name!r}: use 1-128 lowercase letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit")
+    return name
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,10 @@ def _artifact(data: dict[str, Any]) -> Artifact:
     texts = (artifact.path, artifact.format, artifact.quant, artifact.sha256)
     if not all(isinstance(t, str) for t in texts) or not artifact.path:
         raise PackageError(f"malformed manifest: bad artifact entry {data!r}")
+    parts = PurePosixPath(artifact.path).parts
+    if (artifact.path.startswith("/") or "\\" in artifact.path or any(p in (".", "..") for p in parts)
+            or "/".join(parts) != artifact.path or not artifact.path.isprintable()):
+        raise PackageError(f"malformed manifest: artifact path {artifact.path!r} is not a plain path in the package")
     if isinstance(artifact.bytes, bool) or not isinstance(artifact.bytes, int) or artifact.bytes < 0:
         raise PackageError(f"malformed manifest: bad size of artifact {artifact.path!r}")
     if artifact.sha256 and (len(artifact.sha256) != 64 or any(c not in "0123456789abcdef" for c in artifact.sha256)):
@@ -94,27 +111,51 @@ class Manifest:
             if len(set(paths)) != len(paths):
                 raise PackageError("malformed manifest: an artifact is listed twice")
             thinking = ThinkTokens(**data["thinking"]) if data.get("thinking") else None
+            if thinking and not (isinstance(thinking.start, str) and isinstance(thinking.end, str)):
+                raise PackageError("malformed manifest: thinking markers must be strings")
             return cls(
-                name=str(data["name"]),
-                architecture=str(data["architecture"]),
+                name=check_name(data["name"]),
+                architecture=_typed(data, "architecture", str),
                 artifacts=artifacts,
-                context_length=int(data["context_length"]),
-                tokenizer=dict(data.get("tokenizer") or {}),
-                chat_template=data.get("chat_template"),
+                context_length=_context_length(data["context_length"]),
+                tokenizer=_typed(data, "tokenizer", dict, {}),
+                chat_template=_typed(data, "chat_template", str, None),
                 thinking=thinking,
-                generation_defaults=dict(data.get("generation_defaults") or {}),
-                source=dict(data.get("source") or {}),
-                converter=dict(data.get("converter") or {}),
-                graph=dict(data.get("graph") or {}),
-                parameters=dict(data.get("parameters") or {}),
-                created=str(data.get("created", "")),
+                generation_defaults=_typed(data, "generation_defaults", dict, {}),
+                source=_typed(data, "source", dict, {}),
+                converter=_typed(data, "converter", dict, {}),
+                graph=_typed(data, "graph", dict, {}),
+                parameters=_typed(data, "parameters", dict, {}),
+                created=_typed(data, "created", str, ""),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PackageError(f"malformed manifest: {exc!r}") from exc
+        except KeyError as exc:
+            raise PackageError(f"malformed manifest: no {exc.args[0]!r}") from None
+        except TypeError as exc:  # an artifact or thinking entry with missing or unknown keys
+            raise PackageError(f"malformed manifest: {exc}") from None
 
     def artifact(self, fmt: str) -> Artifact | None:
         """The first artifact of format `fmt`, if any."""
         return next((a for a in self.artifacts if a.format == fmt), None)
+
+
+_MISSING = object()
+
+
+def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _MISSING) -> Any:
+    """`data[key]` if it is a `kind` (JSON null or absent: `default`, where the key is optional)."""
+    value = data.get(key) if default is not _MISSING else data[key]
+    if value is None and default is not _MISSING:
+        return default
+    if not isinstance(value, kind):
+        raise PackageError(f"malformed manifest: {key} must be a JSON {'object' if kind is dict else 'string'}, "
+                           f"not {type(value).__name__}")
+    return value
+
+
+def _context_length(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CONTEXT:
+        raise PackageError(f"malformed manifest: context_length must be a whole number from 1 to {MAX_CONTEXT}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -127,6 +168,8 @@ class Package:
     @classmethod
     def open(cls, root: Path) -> Package:
         path = root / MANIFEST_NAME
+        if path.is_symlink():  # it would describe files it does not travel with
+            raise PackageError(f"{root}: {MANIFEST_NAME} is a link, not a file of the package")
         if not path.is_file():
             raise PackageError(f"{root} is not a model package (no {MANIFEST_NAME})")
         return cls(root, Manifest.from_dict(read_json_object(path, MANIFEST_NAME, PackageError)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,16 +24,20 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 <= self.min_p < 1:
-            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        # written so that NaN fails every rule: settings come from command lines and manifests
+        _require("temperature", self.temperature, lambda t: 0 <= t < math.inf, ">= 0")
+        _require("top_p", self.top_p, lambda p: 0 < p <= 1, "in (0, 1]")
+        _require("top_k", self.top_k, lambda k: isinstance(k, int) and k >= 0, "a whole number >= 0")
+        _require("min_p", self.min_p, lambda p: 0 <= p < 1, "in [0, 1)")
+        _require("repetition_penalty", self.repetition_penalty, lambda r: 0 < r < math.inf, "> 0")
+        if self.seed is not None:
+            _require("seed", self.seed, lambda s: isinstance(s, int) and 0 <= s < 2**64,
+                     "a whole number from 0 to 2^64 - 1")
+
+
+def _require(name: str, value: object, rule: Callable[[Any], bool], wanted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not rule(value):
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
 
 
 class Sampler:

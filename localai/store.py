@@ -19,12 +19,9 @@ from pathlib import Path
 import platformdirs
 
 from localai.errors import PackageError
-from localai.package import MANIFEST_NAME, STAGING_MARK, Package
+from localai.package import MANIFEST_NAME, NAME_RE, STAGING_MARK, Package, check_name
 
 LOCK_TIMEOUT_S = 60.0  # the lock is only held for renames; waiting this long means something is stuck
-
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-
 
 def home() -> Path:
     """The store root: `$LOCALAI_HOME`, else the platform's user data folder."""
@@ -36,24 +33,14 @@ def models_dir() -> Path:
     return home() / "models"
 
 
-def validate_name(name: str) -> str:
-    """Return `name` if it is a valid package name, else raise `PackageError`."""
-    if not _NAME_RE.fullmatch(name) or ".." in name:
-        raise PackageError(
-            f"invalid package name {name!r}: use 1-128 lowercase letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
 def default_name(source_name: str, quant: str) -> str:
     """A package name derived from the checkpoint's folder or repo name and the quantization."""
     stem = re.sub(r"[^a-z0-9._-]+", "-", source_name.lower()).strip("-._") or "model"
-    return validate_name(f"{stem[:100]}-{quant.lower()}")
+    return check_name(f"{stem[:100]}-{quant.lower()}")
 
 
 def package_path(name: str) -> Path:
-    return models_dir() / validate_name(name)
+    return models_dir() / check_name(name)
 
 
 def packages() -> list[Package]:
@@ -61,7 +48,7 @@ def packages() -> list[Package]:
     root = models_dir()
     found = []
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
-        if entry.name.startswith(".") or not entry.is_dir() or not _NAME_RE.fullmatch(entry.name):
+        if entry.name.startswith(".") or not entry.is_dir() or not NAME_RE.fullmatch(entry.name):
             continue  # staging folders, stray files, and folders no command could name
         try:
             found.append(Package.open(entry))

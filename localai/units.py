@@ -1,5 +1,6 @@
-"""How sizes are written everywhere a user reads them (CLI tables, the chat app's picker, notices), so
-one package never shows as 3.8 MB in one place and 4 MB in another."""
+"""How sizes and untrusted text are written everywhere a user reads them (CLI tables, the chat app's
+picker, notices), so one package never shows as 3.8 MB in one place and 4 MB in another, and a
+manifest's text never reaches the terminal as escape sequences."""
 
 from __future__ import annotations
 
@@ -12,3 +13,9 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")
+
+
+def printable(text: object) -> str:
+    """`text` with control characters escaped (ESC as \\x1b): a manifest from an archive could otherwise
+    retitle the terminal or clear the screen when `ls` or `info` prints it."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))

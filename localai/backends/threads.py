@@ -47,6 +47,7 @@ import psutil
 from localai.errors import BackendError
 
 INTERVAL_S = 0.2  # how often the free cores are re-measured: a collapse lasts at most about this long
+OVERSUBSCRIPTION = 4  # most threads per logical CPU a fixed count may ask for
 SLACK_CORES = 0.3  # other processes' use below this many cores (a terminal, an idle browser) is ignored
 SpinPolicy = Literal["never", "while idle", "always"]
 ONNX_RUNTIME_SPINNING: SpinPolicy = "while idle"  # "always" is what localai did before 2026-12-01
@@ -78,6 +79,10 @@ class ThreadPolicy:
     def __post_init__(self) -> None:
         if self.threads < 1:
             raise BackendError(f"threads must be at least 1, got {self.threads}")
+        # more only oversubscribes; thousands crash the runtimes (libgomp, llama.cpp's thread pool)
+        if self.threads > OVERSUBSCRIPTION * logical_cores():
+            raise BackendError(f"threads must be at most {OVERSUBSCRIPTION * logical_cores()} ({OVERSUBSCRIPTION} per "
+                               f"CPU thread of this machine), got {self.threads}")
 
     @classmethod
     def fixed(cls, threads: int) -> ThreadPolicy:

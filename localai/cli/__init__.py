@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except LocalAIError as exc:
         _fail(str(exc), debug)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # the shells' convention: 128 + the signal's number
+        terminated = isinstance(exc, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BrokenPipeError:
         return 141
     except Exception as exc:

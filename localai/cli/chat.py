@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localai.cli import Terminated
-from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings
+from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings, text
 from localai.errors import LocalAIError
 
 COMMANDS = {
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p.add_argument("model", metavar="MODEL", nargs="?",
                    help="package folder, manifest.json, store name or .gguf file (default: choose from the store)")
     p.add_argument("--plain", action="store_true", help="line mode, no full-screen app")
-    p.add_argument("--system", help="system prompt")
+    p.add_argument("--system", type=text, help="system prompt")
     p.add_argument("--save-dir", type=Path, help="where Ctrl+S and metrics exports write (default: LOCALAI_HOME/chats)")
     add_generation_arguments(p)
     return p

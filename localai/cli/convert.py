@@ -11,7 +11,9 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = sub.add_parser("convert", parents=parents, help="convert a Hugging Face checkpoint into a model package",
                        description="Convert a checkpoint folder or Hugging Face repo id into a model package.")
-    p.add_argument("source", metavar="SRC", help="checkpoint folder, or repo id owner/name[@revision]")
+    p.add_argument("source", metavar="SRC",
+                   help="checkpoint folder; owner/name[@revision] from the local Hugging Face cache (localai pull); "
+                        "hf:owner/name[@revision] to download it if need be")
     p.add_argument("--to", default="gguf", help="output format: gguf (default), onnx or tensorrt")
     p.add_argument("--quant", help="gguf: f32, f16 (default), bf16, q8_0 or any llama.cpp type (q4_k_m, q6_k, ...); "
                                    "onnx: fp32 (default), fp16, int8, int4 (bf16, fp8, nvfp4: --flavor portable); "

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     from localai.model import resolve
-    from localai.units import human_bytes
+    from localai.units import human_bytes, printable
 
     package = resolve(args.model)
     m = package.manifest
@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
                                     "outputs"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {printable(value)}")
     print("artifacts")
     for a in m.artifacts:
-        print(f"  {a.path}  {a.format} {a.quant}".rstrip() + f"  {human_bytes(a.bytes)}  sha256 {a.sha256[:16]}...")
+        print(printable(f"  {a.path}  {a.format} {a.quant}".rstrip() + f"  {human_bytes(a.bytes)}  sha256 "
+                        f"{a.sha256[:16]}..."))
     return 0
 
 

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 def run(args: argparse.Namespace) -> int:
     from localai import store
     from localai.backends import BACKENDS
-    from localai.units import human_bytes
+    from localai.units import human_bytes, printable
 
     rows = []
     for package in store.packages():
@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"no packages in {store.models_dir()} (make one with `localai convert`, or `localai import` one)")
         return 0
     header = ("NAME", "ARCHITECTURE", "FORMAT", "QUANT", "SIZE", "CREATED")
-    table = [header, *[(r["name"], r["architecture"], r["format"], r["quant"], human_bytes(r["bytes"]),
-                        r["created"].replace("T", " ").removesuffix("+00:00")) for r in rows]]
+    cells = [(r["name"], r["architecture"], r["format"], r["quant"], human_bytes(r["bytes"]),
+              r["created"].replace("T", " ").removesuffix("+00:00")) for r in rows]
+    table = [header, *[tuple(map(printable, row)) for row in cells]]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) if i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,

@@ -24,6 +24,15 @@ def budget(value: str) -> int | None:
     return number
 
 
+def text(value: str) -> str:
+    """A text argument: bytes that are not UTF-8 reach Python as lone surrogates, which no tokenizer takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("not valid UTF-8 text") from None
+    return value
+
+
 def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     """Model loading, thinking and sampling options shared by `run` and `chat`."""
     think = p.add_mutually_exclusive_group()
@@ -42,7 +51,7 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-p", type=float, help="drop tokens below this fraction of the top probability")
     p.add_argument("--repeat-penalty", type=float, dest="repetition_penalty", help="repetition penalty (1 = off)")
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
-    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--stop", action="append", type=text, help="stop string (repeatable)")
     p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
     p.add_argument("--on-overflow", dest="context_policy", choices=("drop_oldest", "error"),
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
@@ -63,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
     p = sub.add_parser("run", parents=parents, help="run one prompt through a model",
                        description="Run one prompt: the chat template is applied unless --raw.")
     p.add_argument("model", metavar="MODEL", help="package folder, manifest.json, store name or .gguf file")
-    p.add_argument("--prompt", required=True, help="the user message (or raw text with --raw)")
-    p.add_argument("--system", help="system prompt")
+    p.add_argument("--prompt", required=True, type=text, help="the user message (or raw text with --raw)")
+    p.add_argument("--system", type=text, help="system prompt")
     p.add_argument("--raw", action="store_true", help="plain completion of PROMPT: no template, no reasoning")
     p.add_argument("--json", action="store_true", help="print one JSON object with the texts, usage and timings")
     add_generation_arguments(p)

@@ -98,6 +98,64 @@ def test_unknown_model_type_names_supported_ones(cli, small_checkpoint, to):
                           fragment="supported: llama, mistral, nemotron_h")
 
 
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"model_type": ["nemotron_h"]}, "unsupported model_type ['nemotron_h']"),
+    ({"max_position_embeddings": 2**40}, "'max_position_embeddings' is out of range"),
+    ({"layer_norm_epsilon": float("nan")}, "'layer_norm_epsilon' must be a finite number, got nan"),
+    ({"layer_norm_epsilon": -1e-5}, "'layer_norm_epsilon' must be positive"),
+    ({"layer_norm_epsilon": "1e-5"}, "'layer_norm_epsilon' must be a finite number, got '1e-5'"),
+    ({"layers_block_type": [["mamba"]] * 1000, "hybrid_override_pattern": None}, "unknown layers_block_type"),
+    ({"hybrid_override_pattern": "M" * 50_000, "num_hidden_layers": 50_000}, "declares 50000 layers"),
+    ({"mamba_head_dim": 10**30}, "'mamba_head_dim' is out of range (1000000000000000000000000000000; at most"),
+])
+def test_hostile_config_values_are_one_line(cli, small_checkpoint, change, fragment):
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | change))
+    _assert_clean_failure(cli("convert", str(small_checkpoint)), fragment=fragment)
+
+
+_CONVERT_IN_A_BOUND = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_DATA, (int(sys.argv[2]) << 20,) * 2)
+from localai.cli import main
+sys.exit(main(["convert", sys.argv[1]]))
+"""
+
+
+def test_a_config_declaring_a_million_layers_is_refused_within_a_memory_bound(small_checkpoint, isolated_store):
+    """The layer count is checked before any per-layer work: within 300 MB of data segment (the issue's 1 MB
+    config exhausted memory), in a child under setrlimit."""
+    config = json.loads((small_checkpoint / "config.json").read_text())
+    (small_checkpoint / "config.json").write_text(json.dumps(config | {
+        "hybrid_override_pattern": None, "layers_block_type": ["mamba"] * 10**6, "num_hidden_layers": 10**6}))
+    result = subprocess.run([sys.executable, "-c", _CONVERT_IN_A_BOUND, str(small_checkpoint), "300"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == ("error: config.json declares 1000000 layers; localai converts at most 512 "
+                                     "(llama.cpp's limit, an MTP head included)")
+
+
+_CONVERT_ON_A_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG) or stops short
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000,) * 2)
+from localai.cli import main
+sys.exit(main(["convert", sys.argv[1], "--to", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("to", ["gguf", "onnx"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(small_checkpoint, isolated_store, to):
+    """A full disk, as the file-size limit of a child process: no file may grow past 200 kB."""
+    result = subprocess.run([sys.executable, "-c", _CONVERT_ON_A_FULL_DISK, str(small_checkpoint), to],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the package"), result.stderr
+    store = models_dir()
+    assert not store.exists() or [p.name for p in store.iterdir()] in ([], [".lock"])
+
+
 def test_moe_layers_without_expert_settings_are_refused(cli, small_checkpoint):
     config = json.loads((small_checkpoint / "config.json").read_text())
     (small_checkpoint / "config.json").write_text(json.dumps(config | {"hybrid_override_pattern": "M*EM"}))
@@ -148,13 +206,13 @@ def test_unknown_quant_lists_valid_types(cli, small_checkpoint):
 
 
 def test_missing_source(cli, tmp_path):
-    _assert_clean_failure(cli("convert", str(tmp_path / "nowhere")), fragment="neither a local folder")
+    _assert_clean_failure(cli("convert", str(tmp_path / "nowhere")), fragment="no checkpoint folder")
 
 
-def test_repo_id_offline_names_the_missing_files(cli):
+def test_a_repo_id_that_is_not_cached_shows_the_download_form(cli):
     result = cli("convert", "nobody/no-such-model")
-    _assert_clean_failure(result, fragment="not in the local Hugging Face cache")
-    assert "config.json" in result.err and "safetensors" in result.err
+    _assert_clean_failure(result, fragment="no Hugging Face repo nobody/no-such-model in the local cache")
+    assert "localai convert hf:nobody/no-such-model" in result.err
 
 
 def test_usage_errors_are_one_line(cli):
@@ -173,6 +231,16 @@ def test_debug_shows_the_traceback(cli, small_checkpoint):
 @pytest.mark.parametrize(("to", "quant"), [("gguf", "f32"), ("onnx", "fp32")])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_conversion_leaves_nothing(sig, to, quant, tmp_path):
+    _interrupt_mid_conversion(sig, to, quant, tmp_path, "")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_while_llama_cpp_quantizes_leaves_nothing(sig, tmp_path):
+    """llama.cpp's quantizer runs in a child process: its log callback cannot swallow the signal."""
+    _interrupt_mid_conversion(sig, "gguf", "q4_k_m", tmp_path, "quantizing")
+
+
+def _interrupt_mid_conversion(sig: int, to: str, quant: str, tmp_path: Path, phase: str) -> None:
     from localai.demo_model import write_random_nemotron_h
 
     # large enough (about 100 MB of float32) that the signal lands while the package is being written
@@ -187,10 +255,13 @@ def test_interrupt_mid_conversion_leaves_nothing(sig, to, quant, tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (store.exists() and any(store.iterdir())):
         time.sleep(0.002)
+    while phase and time.monotonic() < deadline and not any(p.name.endswith(".gguf") and p.name[0] != "."
+                                                            for p in store.glob(".*/*")):
+        time.sleep(0.002)  # until the quantizer has created its output
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.strip() == "interrupted"
+    assert proc.returncode == 128 + sig, err
+    assert err.strip() == ("interrupted" if sig == signal.SIGINT else "terminated")
     assert list(store.iterdir()) == []
 
 

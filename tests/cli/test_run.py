@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -63,6 +65,29 @@ def test_run_reports_bad_model_in_one_line(cli, tmp_path):
     assert result.err.count("\n") == 1 and result.err.startswith("error: ")
     missing = cli("run", "no-such-model", "--prompt", "hi")
     assert missing.code == 1 and "no model 'no-such-model'" in missing.err
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("run", "x" * 300, "--prompt", "hi"), "File name too long"),
+    (("info", "x" * 300), "File name too long"),
+    (("run", "MODEL", "--prompt", "hi", "--temperature", "nan"), "temperature must be >= 0, got nan"),
+    (("run", "MODEL", "--prompt", "hi", "--repeat-penalty", "nan"), "repetition_penalty must be > 0, got nan"),
+    (("run", "MODEL", "--prompt", "hi", "--seed", "-1"), "seed must be a whole number from 0"),
+    (("run", "MODEL", "--prompt", "hi", "--threads", "100000"), "threads must be at most"),
+])
+def test_hostile_options_are_one_line(cli, package, args, fragment):
+    args = tuple(str(package("nemotron_h", "q8_0")) if a == "MODEL" else a for a in args)
+    result = cli(*args)
+    assert result.code == 1, result.err
+    assert result.err.count("\n") == 1 and result.err.startswith("error: ") and fragment in result.err, result.err
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error(package):
+    """Bytes that are not UTF-8 in argv, as a shell passes them."""
+    result = subprocess.run([sys.executable, "-m", "localai.cli", "run", str(package("nemotron_h", "q8_0")),
+                             "--prompt", b"caf\xe9"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: argument --prompt: not valid UTF-8 text"), result.stderr
 
 
 @pytest.mark.parametrize("verb", ["run", "chat"])

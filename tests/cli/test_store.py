@@ -163,6 +163,31 @@ def test_links_and_special_files_are_refused(cli, archive, kind):
     assert _nothing_installed()
 
 
+def test_a_sparse_member_is_refused_before_it_expands(cli, archive, tmp_path):
+    """A member in GNU's sparse format of 1 KiB of archive claiming 4 GiB, listed in the manifest with that
+    size and a hash, as an attacker would write it."""
+    claimed = 4 << 30
+    entries = _entries(archive)
+    manifest = json.loads(next(d for m, d in entries if m.name.endswith("manifest.json")))
+    manifest["artifacts"][0] |= {"bytes": claimed, "sha256": "0" * 64}
+    info = tarfile.TarInfo(f"small-f16/GNUSparseFile.0/{manifest['artifacts'][0]['path']}")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": str(claimed),
+                        "GNU.sparse.name": f"small-f16/{manifest['artifacts'][0]['path']}"}
+    path = tmp_path / "sparse.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_sized(tarfile.TarInfo("small-f16/manifest.json"), data := json.dumps(manifest).encode()),
+                    io.BytesIO(data))
+        tar.addfile(_sized(info, payload := b"1\n0\n4\n".ljust(512, b"\0") + b"GGUF"), io.BytesIO(payload))
+    assert path.stat().st_size < 20_000
+    _one_line_error(cli("import", str(path)), "holds a sparse file")
+    assert _nothing_installed()
+
+
+def _sized(info: tarfile.TarInfo, data: bytes) -> tarfile.TarInfo:
+    info.size = len(data)
+    return info
+
+
 def test_an_extra_file_is_refused(cli, archive):
     info = tarfile.TarInfo("small-f16/payload.py")
     info.size = 5
@@ -261,6 +286,42 @@ def test_more_malformed_archives_are_refused_with_one_line(cli, archive, tmp_pat
     assert _nothing_installed()
 
 
+@pytest.mark.parametrize("name", ["../../../outside/escaped", "/tmp/escaped", "Upper", "a\x1b]0;owned\x07"])
+def test_a_package_whose_manifest_names_a_path_is_refused(cli, stored, tmp_path, name):
+    manifest = json.loads((stored / "manifest.json").read_text())
+    (stored / "manifest.json").write_text(json.dumps(manifest | {"name": name}))
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in (("export", str(stored), "-o", str(out)), ("verify", str(stored)), ("info", str(stored))):
+        _one_line_error(cli(*args), "invalid package name")
+    assert list(out.iterdir()) == [] and not (tmp_path / "escaped.tar").exists()
+    assert not any(p.suffix == ".tar" for p in tmp_path.parent.parent.iterdir())
+
+
+def test_a_manifest_that_links_out_of_its_package_is_refused(cli, stored, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text((stored / "manifest.json").read_text())
+    (stored / "manifest.json").unlink()
+    (stored / "manifest.json").symlink_to(outside)
+    for args in (("verify", str(stored)), ("export", str(stored), "-o", str(tmp_path / "x.tar"))):
+        _one_line_error(cli(*args), "manifest.json is a link")
+    assert not (tmp_path / "x.tar").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"graph": "inputs"}, "graph must be a JSON object"),
+    ({"tokenizer": ["eos_token_ids", 2]}, "tokenizer must be a JSON object"),
+    ({"context_length": 2**40}, "context_length must be a whole number"),
+    ({"context_length": True}, "context_length must be a whole number"),
+    ({"architecture": ["llama"]}, "architecture must be a JSON string"),
+    ({"chat_template": 5}, "chat_template must be a JSON string"),
+])
+def test_manifest_fields_of_the_wrong_type_are_one_line(cli, stored, change, message):
+    manifest = json.loads((stored / "manifest.json").read_text())
+    (stored / "manifest.json").write_text(json.dumps(manifest | change))
+    _one_line_error(cli("info", str(stored)), message)
+
+
 def test_rm_of_a_linked_package_removes_the_link_only(cli, stored, tmp_path):
     elsewhere = shutil.move(str(stored), tmp_path / "kept")
     (models_dir() / "linked").symlink_to(elsewhere, target_is_directory=True)
@@ -273,3 +334,14 @@ def test_ls_shows_the_folder_name_commands_use(cli, small_checkpoint):
     assert cli("convert", str(small_checkpoint), "-o", str(models_dir() / "my-copy")).code == 0
     assert [row["name"] for row in json.loads(cli("ls", "--json").out)] == ["my-copy"]
     assert cli("info", "my-copy").code == 0
+
+
+def test_ls_and_info_escape_control_characters_from_a_manifest(cli, stored):
+    manifest = json.loads((stored / "manifest.json").read_text())
+    hostile = "nemotron_h\x1b]0;owned\x07\x1b[2J"
+    (stored / "manifest.json").write_text(json.dumps(manifest | {"architecture": hostile, "created": "\x1b[31mred"}))
+    for args in (("ls",), ("info", "small-f16")):
+        result = cli(*args)
+        assert result.code == 0, result.err
+        assert "\x1b" not in result.out and "\x07" not in result.out
+        assert "nemotron_h\\x1b]0;owned\\x07\\x1b[2J" in result.out

@@ -95,3 +95,59 @@ def _write_raw(folder, header, data_bytes):
     (folder / "config.json").write_text("{}")
     raw = json.dumps(header).encode()
     (folder / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(data_bytes))
+
+
+def test_a_huge_shape_is_a_mismatch_not_an_overflow(tmp_path):
+    _write_raw(tmp_path, {"w": {"dtype": "F32", "shape": [10**30], "data_offsets": [0, 8]}}, 16)
+    with pytest.raises(ConversionError, match="does not match its shape"):
+        Checkpoint(tmp_path)
+    _write_raw(tmp_path, {"w": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}, 16)
+    with pytest.raises(ConversionError, match="malformed header entry"):
+        Checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("shard", ["/etc/passwd", "../outside.safetensors", "sub/model.safetensors", "..",
+                                   "model.bin"])
+def test_index_shards_are_plain_file_names_in_the_folder(tmp_path, shard):
+    folder = tmp_path / "ck"
+    _write(folder, {"a": torch.ones(4)})
+    (tmp_path / "outside.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shard}}))
+    with pytest.raises(ConversionError, match=r"shards are \*\.safetensors files in the checkpoint's folder"):
+        Checkpoint(folder)
+
+
+def test_a_file_that_is_not_safetensors_is_named_without_its_bytes(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(ConversionError) as error:
+        Checkpoint(tmp_path)
+    assert str(error.value).startswith("model.safetensors is not a safetensors file")
+    assert not any(ch.isdigit() for ch in str(error.value))
+
+
+def test_a_fifo_is_refused_instead_of_read(tmp_path):
+    import os
+
+    (tmp_path / "config.json").write_text("{}")
+    os.mkfifo(tmp_path / "model.safetensors")
+    with pytest.raises(ConversionError, match=r"model\.safetensors in .* is not a regular file"):
+        Checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "config.json").unlink()
+    os.mkfifo(tmp_path / "config.json")
+    with pytest.raises(ConversionError, match=r"config\.json is not a regular file"):
+        Checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"a": ' + "1" * 5000 + "}", "not valid JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
+])
+def test_config_json_that_breaks_the_parser_is_one_error(tmp_path, text, message):
+    _write(tmp_path, {"a": torch.ones(4)})
+    path = tmp_path / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConversionError, match=message):
+        Checkpoint(tmp_path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -45,3 +47,31 @@ def test_append_lines_and_check_writable(tmp_path):
         (tmp_path / "ro").mkdir(mode=0o500)
         with pytest.raises(LocalAIError, match="cannot write into"):
             check_writable(tmp_path / "ro" / "x", "--history")
+
+
+_APPEND_ON_A_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from localai.errors import LocalAIError
+from localai.files import append_lines
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG) or stops short
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]),) * 2)
+try:
+    append_lines(Path(sys.argv[1]), ["x" * 100])
+except LocalAIError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("existing", ["", "old line\n"])
+def test_an_append_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, existing):
+    """A full disk, as the file-size limit of a child process: the write stops short (a new file's first
+    10 bytes, or nothing fits after the old content)."""
+    history = tmp_path / "history.jsonl"
+    if existing:
+        history.write_text(existing)
+    limit = len(existing) + 10 if existing else 10
+    result = subprocess.run([sys.executable, "-c", _APPEND_ON_A_FULL_DISK, str(history), str(limit)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith(f"cannot append to {history}"), result
+    assert (history.read_text() == existing) if existing else not history.exists()
