@@ -1,17 +1,36 @@
 """Render chat templates (Jinja2, as in Hugging Face tokenizers) in a sandbox.
 
-A template inside a downloaded model is untrusted input: it runs in Jinja2's immutable sandbox, which
-blocks attribute access to Python internals and mutation of passed-in objects, with two more limits
-against templates that exhaust memory: repeated strings and lists (`*`, `**`) and the rendered text are
-capped in size. Any failure inside a template is a `ChatTemplateError`.
+A template inside a downloaded model is untrusted input. It runs in Jinja2's immutable sandbox, which
+blocks attribute access to Python internals and mutation of passed-in objects, and under three more
+bounds, each against a way a template was seen to exhaust memory or time:
+
+- **Nothing runs at compile time.** Jinja2 folds constant expressions while compiling, outside every
+  runtime check: `{% if false %}{{ 'a'|center(1000000000) }}{% endif %}` took 3.9 GB before one line
+  rendered. The optimizer is off and output is never folded (`_RuntimeOnly`).
+- **No string, list or number grows past a bound.** Every operation that can build something much
+  larger than its inputs is checked before it runs: repetition and concatenation (`*`, `+`, `~`),
+  `%` formatting and `str.format` widths, the str methods and filters that pad, join, replace, indent
+  or wrap (`_ESTIMATES`), and powers and products of large integers. `lipsum` is gone.
+- **A render takes at most `RENDER_SECONDS`.** Loops nested over the sandbox's 100,000-item ranges
+  would otherwise run for days; the render is stopped by an exception raised in its thread.
+
+Any failure inside a template is a `ChatTemplateError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -22,10 +41,19 @@ FALLBACK_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n"
     "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # far beyond any context window
+MAX_STRING_CHARS = MAX_OUTPUT_CHARS  # any one string a template builds
+MAX_REPEATED_ITEMS = 1024 * 1024  # any one list or tuple a template builds
+MAX_INT_BITS = 1 << 16  # integers a template computes (2**64 needs 65)
+RENDER_SECONDS = 5.0  # real templates render in milliseconds
 
 
 class ChatTemplateError(LocalAIError):
     """The model's chat template failed to render."""
+
+
+class _TooSlow(Exception):
+    """Raised inside a render's thread when it runs past its deadline."""
 
 
 def _raise_exception(message: str) -> None:
@@ -37,27 +65,166 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # far beyond any context window
-MAX_REPEATED_ITEMS = 1024 * 1024
+# --- size estimates: an upper bound on the characters an operation produces, before it runs ---------
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _widths(fmt: str) -> int:
+    """Every number in a format string could be a field width: their sum bounds the padding."""
+    return sum(min(int(d), 1 << 40) for d in re.findall(r"\d+", fmt))
+
+
+def _padded(value: Any, width: Any = 0, *_: Any, **__: Any) -> int:
+    return max(len(str(value)), _count(width))
+
+
+def _replaced(value: Any, old: Any = "", new: Any = "", count: Any = -1, **_: Any) -> int:
+    text, old, new = str(value), str(old), str(new)
+    hits = text.count(old) if old else len(text) + 1
+    if _count(count) > 0:
+        hits = min(hits, count)
+    return len(text) + hits * max(0, len(new) - len(old))
+
+
+def _indented(value: Any, width: Any = 4, *_: Any, **__: Any) -> int:
+    text = str(value)
+    return len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else _count(width))
+
+
+def _wrapped(value: Any, width: Any = 79, _break: Any = True, wrapstring: Any = None, *_: Any,
+             **kwargs: Any) -> int:
+    text, wrap = str(value), kwargs.get("wrapstring", wrapstring) or "\n"
+    return len(text) + (len(text) // max(1, _count(kwargs.get("width", width))) + text.count("\n") + 1) * len(wrap)
+
+
+def _expanded(value: Any, tabsize: Any = 8, **_: Any) -> int:
+    text = str(value)
+    return len(text) + text.count("\t") * _count(tabsize)
+
+
+def _formatted(value: Any, *args: Any, **kwargs: Any) -> int:
+    fmt = str(value)
+    return len(fmt) + _widths(fmt) + sum(len(str(a)) for a in (*args, *kwargs.values()))
+
+
+_ESTIMATES: dict[str, Callable[..., int]] = {
+    "center": _padded, "ljust": _padded, "rjust": _padded, "zfill": _padded, "replace": _replaced,
+    "indent": _indented, "wordwrap": _wrapped, "expandtabs": _expanded, "format": _formatted,
+}
+
+
+def _joined(items: list[Any], separator: str) -> int:
+    return sum(len(str(item)) for item in items) + len(separator) * len(items)
+
+
+def _limit(chars: int, what: str) -> None:
+    if chars > MAX_STRING_CHARS:
+        raise SecurityError(f"{what} would build a string of {chars} characters (at most {MAX_STRING_CHARS})")
+
+
+def _checked_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    estimate = _ESTIMATES[name]
+    # a filter marked pass_eval_context / pass_environment gets that first; wraps() keeps the mark
+    skip = 1 if hasattr(original, "jinja_pass_arg") else 0
+
+    @functools.wraps(original)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _limit(estimate(*args[skip:], **kwargs), f"the {name} filter")
+        return original(*args, **kwargs)
+    return checked
+
+
+def _checked_join(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> Any:
+        items = _bounded_list(value)
+        if attribute is None:
+            _limit(_joined(items, str(d)), "the join filter")
+        return original(eval_ctx, items, d, attribute)
+    return join
+
+
+def _bounded_list(value: Iterable[Any]) -> list[Any]:
+    items = []
+    for item in value:
+        items.append(item)
+        if len(items) > MAX_REPEATED_ITEMS:
+            raise SecurityError(f"a sequence of more than {MAX_REPEATED_ITEMS} items")
+    return items
+
+
+# --- the environment ----------------------------------------------------------------------------------
+
+
+class _RuntimeOnly(CodeGenerator):
+    """Compiles without evaluating anything: output is never folded to a constant (plain template text
+    aside), and `~` goes through the environment's size check."""
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if isinstance(node, nodes.TemplateData):
+            return super()._output_child_to_const(node, frame, finalize)
+        raise nodes.Impossible()
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concatenate((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = _RuntimeOnly
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def concatenate(self, values: tuple[Any, ...]) -> str:
+        texts = [str(v) for v in values]
+        _limit(sum(map(len, texts)), "concatenation (~)")
+        return "".join(texts)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise SecurityError("exponent too large")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                repeated = isinstance(seq, str | list | tuple) and isinstance(count, int)
-                if repeated and len(seq) * count > MAX_REPEATED_ITEMS:
-                    raise SecurityError("repetition too large")
+        _check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja2 names them so
+        method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox's formatter
+        owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+        if isinstance(owner, str) and name == "join" and args:
+            args = (_bounded_list(args[0]), *args[1:])
+            _limit(_joined(args[0], owner), "str.join")
+        elif isinstance(owner, str) and name in _ESTIMATES | {"format_map": _formatted}:
+            _limit(_ESTIMATES.get(name, _formatted)(owner, *args, **kwargs), f"str.{name}")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Repetition, concatenation, formatting and big integers, before they run."""
+    if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+        raise SecurityError("exponent too large")
+    if operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > MAX_REPEATED_ITEMS:
+                raise SecurityError("repetition too large")
+    if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        _limit(len(left) + len(right), "concatenation (+)")
+    if operator == "%" and isinstance(left, str):
+        _limit(len(left) + _widths(left) + len(str(right)), "% formatting")
+    if isinstance(left, int) and isinstance(right, int):
+        bits = left.bit_length() * abs(right) if operator == "**" else left.bit_length() + right.bit_length()
+        if operator in ("*", "**") and bits > MAX_INT_BITS:
+            raise SecurityError(f"an integer of more than {MAX_INT_BITS} bits")
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False)
     env.filters["tojson"] = _tojson
+    for name in ("center", "indent", "wordwrap", "format", "replace"):
+        env.filters[name] = _checked_filter(name, env.filters[name])
+    env.filters["join"] = _checked_join(env.filters["join"])
+    env.globals.pop("lipsum", None)  # lorem ipsum of any length: no chat template needs it
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
@@ -66,19 +233,52 @@ def _environment() -> ImmutableSandboxedEnvironment:
 _ENV = _environment()
 
 
+# --- rendering --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise `_TooSlow` in this thread if the block runs longer than `seconds`. A template is pure Python
+    running in the interpreter, so an exception set on its thread (`PyThreadState_SetAsyncExc`) stops it
+    at the next bytecode; a pending one that lost the race with the block's end is cleared."""
+    target, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_TooSlow))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+        timer.cancel()
+        if state["fired"]:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+
+
 def render(template: str, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
            **variables: Any) -> str:
     """Render `messages` with `template`; extra `variables` (bos_token, enable_thinking, ...) are passed in."""
     try:
-        compiled = _ENV.from_string(template)
-        pieces, size = [], 0
-        for piece in compiled.generate(messages=messages, add_generation_prompt=add_generation_prompt, **variables):
-            size += len(piece)
-            if size > MAX_OUTPUT_CHARS:
-                raise SecurityError(f"output larger than {MAX_OUTPUT_CHARS} characters")
-            pieces.append(piece)
-        return "".join(pieces)
+        with _deadline(RENDER_SECONDS):
+            compiled = _ENV.from_string(template)
+            pieces, size = [], 0
+            for piece in compiled.generate(messages=messages, add_generation_prompt=add_generation_prompt,
+                                           **variables):
+                size += len(piece)
+                if size > MAX_OUTPUT_CHARS:
+                    raise SecurityError(f"output larger than {MAX_OUTPUT_CHARS} characters")
+                pieces.append(piece)
+            return "".join(pieces)
     except ChatTemplateError:
         raise
+    except _TooSlow:
+        raise ChatTemplateError(f"chat template failed: it ran longer than {RENDER_SECONDS:g} s") from None
     except Exception as exc:  # the template is foreign code: whatever it raises is its failure
         raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from exc

@@ -9,17 +9,25 @@ BackendError instead of letting it touch freed memory.
 
 The thread count of every decode call comes from a `threads.Governor`: all physical cores while the
 machine is otherwise idle, fewer while other processes keep cores busy (see localai/backends/threads.py).
+
+llama-cpp-python compiles every chat template in a GGUF's metadata while a model loads, with Jinja2
+outside localai's sandbox (localai/chat_template.py): a template bomb in a dead branch took 847 MB there,
+and a template with a syntax error made the file unusable even for raw completion. localai renders
+templates itself and never uses llama-cpp-python's chat handlers, so the load runs with a formatter
+that compiles nothing (`_templates_left_alone`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
+from llama_cpp import llama_chat_format
 
 from localai.backends import llama_log
 from localai.backends.base import BackendState, checked_tokens, guarded
@@ -27,6 +35,32 @@ from localai.backends.threads import Governor, ThreadPolicy
 from localai.errors import BackendError
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
+
+
+_LOADING = threading.Lock()
+
+
+class _UncompiledTemplate:
+    """What `Llama` builds for each metadata template while `_templates_left_alone` holds: nothing."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def to_chat_handler(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _templates_left_alone() -> Iterator[None]:
+    """`Llama(...)` without compiling the GGUF's chat templates (see the module docstring). Loads in other
+    threads wait, so that none restores the formatter while another still loads."""
+    with _LOADING:
+        original = llama_chat_format.Jinja2ChatFormatter
+        llama_chat_format.Jinja2ChatFormatter = _UncompiledTemplate  # type: ignore[misc,assignment]
+        try:
+            yield
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
 KV_CACHE_TYPES = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16}
 
 
@@ -48,7 +82,7 @@ class LlamaCppBackend:
         self.max_threads, self.thread_policy = policy.threads, policy.describe()
         threads = policy.threads
         self._governor = Governor(policy)  # measuring from here, the first window covers the load
-        with llama_log.capture() as log:
+        with llama_log.capture() as log, _templates_left_alone():
             try:
                 self._llm = llama_cpp.Llama(
                     str(path),

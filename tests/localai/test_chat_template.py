@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from localai.chat_template import ChatTemplateError, render
@@ -36,3 +39,63 @@ def test_templates_run_in_a_sandbox():
 def test_runaway_or_broken_templates_fail_as_template_errors(template):
     with pytest.raises(ChatTemplateError, match="chat template failed"):
         render(template, [])
+
+
+_RENDER_IN_A_BOUND = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_DATA, (400 << 20,) * 2)
+from localai import chat_template
+chat_template.RENDER_SECONDS = 2.0
+try:
+    print("ok:", chat_template.render(sys.argv[1], []))
+except chat_template.ChatTemplateError as exc:
+    print("refused:", exc)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def _render_bounded(template: str) -> tuple[str, int]:
+    """The outcome of rendering `template` in a child allowed 400 MB of data, and its peak RSS in kB."""
+    result = subprocess.run([sys.executable, "-c", _RENDER_IN_A_BOUND, template], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    outcome, peak = result.stdout.strip().rsplit("\n", 1)
+    return outcome, int(peak)
+
+
+@pytest.mark.parametrize(("template", "refusal"), [
+    ("{% if false %}{{ 'a'|center(1000000000) }}{% endif %}ok", None),  # folded at compile time before
+    ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+     "concatenation (~) would build"),
+    ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+     "concatenation (+) would build"),
+    ("{{ (('a' * 1000000,) * 1000)|join }}", "the join filter would build"),
+    ("{{ ''.join(('a' * 1000000,) * 1000) }}", "str.join would build"),
+    ("{{ 'a'.center(1000000000) }}", "str.center would build"),
+    ("{{ 'a'|center(1000000000) }}", "the center filter would build"),
+    ("{{ '%999999999s' % 'a' }}", "% formatting would build"),
+    ("{{ '{:999999999}'.format('a') }}", "str.format would build"),
+    ("{{ '%999999999s'|format('a') }}", "the format filter would build"),
+    ("{{ ('\\t' * 1000000).expandtabs(100) }}", "str.expandtabs would build"),
+    ("{{ ('a' * 1000000)|replace('a', 'b' * 32) }}", "the replace filter would build"),
+    ("{{ ('a' * 1000000).replace('a', 'b' * 32) }}", "str.replace would build"),
+    ("{{ ('a\\n' * 500000)|indent(100) }}", "the indent filter would build"),
+    ("{{ ('a ' * 500000)|wordwrap(1, wrapstring='x' * 100) }}", "the wordwrap filter would build"),
+    ("{% set n = (10 ** 64) ** 64 %}{{ n ** 64 }}", "an integer of more than"),
+    ("{{ lipsum(1000000) }}", "'lipsum' is undefined"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "ran longer than 2 s"),
+])
+def test_template_bombs_stay_within_bounds(template, refusal):
+    outcome, peak_kb = _render_bounded(template)
+    assert outcome == ("ok: ok" if refusal is None else outcome)
+    if refusal is not None:
+        assert outcome.startswith("refused: chat template failed") and refusal in outcome, outcome
+    assert peak_kb < 200_000, f"peak {peak_kb} kB"
+
+
+def test_real_templates_render_as_before():
+    """The bounds leave ordinary template work alone: joins, concatenation, formatting, tojson."""
+    template = ("{% for m in messages %}{{ '<|' ~ m['role'] ~ '|>' + m['content']|trim }}{{ ', '.join(['a', 'b']) }}"
+                "{{ '%-5s|' % m['role'] }}{{ '{:>6}'.format(m['role']) }}{{ m|tojson }}{% endfor %}")
+    text = render(template, [{"role": "user", "content": " hi "}], add_generation_prompt=False)
+    assert text == '<|user|>hia, buser |  user{"role": "user", "content": " hi "}'
