@@ -3,9 +3,9 @@
 The graph takes the past states (KV per attention layer, conv and SSM per Mamba2 layer) as inputs and
 returns the present ones; they stay ONNX Runtime values bound to the session's device between calls (I/O
 binding), so decode never copies them through numpy. States the graph writes in place (`SharedBuffer`)
-are bound once per session. A small graph has two sessions over the same buffers, one whose workers
-spin, run while the machine is idle (threads.py). Tokenization uses the `tokenizers` library on the
-package's tokenizer.json.
+are bound once per session, as are a one-token call's inputs and logits (`_Feeds`). A small graph has
+two sessions over the same buffers, one whose workers spin, run while the machine is idle (threads.py).
+Tokenization uses the `tokenizers` library on the package's tokenizer.json.
 """
 
 from __future__ import annotations
