@@ -118,7 +118,7 @@ class Manifest:
                 architecture=_typed(data, "architecture", str),
                 artifacts=artifacts,
                 context_length=_context_length(data["context_length"]),
-                tokenizer=_typed(data, "tokenizer", dict, {}),
+                tokenizer=_tokenizer(_typed(data, "tokenizer", dict, {})),
                 chat_template=_typed(data, "chat_template", str, None),
                 thinking=thinking,
                 generation_defaults=_typed(data, "generation_defaults", dict, {}),
@@ -150,6 +150,19 @@ def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _MISSING) 
         raise PackageError(f"malformed manifest: {key} must be a JSON {'object' if kind is dict else 'string'}, "
                            f"not {type(value).__name__}")
     return value
+
+
+def _tokenizer(summary: dict[str, Any]) -> dict[str, Any]:
+    """The token ids a runtime acts on must be ids: `eos_token_ids` a list of them, each `*_token_id` one."""
+    ids = summary.get("eos_token_ids", [])
+    singles = [v for k, v in summary.items() if k.endswith("_token_id") and v is not None]
+    if not isinstance(ids, list) or not all(_is_id(i) for i in [*ids, *singles]):
+        raise PackageError("malformed manifest: tokenizer token ids must be whole numbers >= 0")
+    return summary
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
 def _context_length(value: object) -> int:

@@ -311,6 +311,8 @@ def test_a_manifest_that_links_out_of_its_package_is_refused(cli, stored, tmp_pa
 @pytest.mark.parametrize(("change", "message"), [
     ({"graph": "inputs"}, "graph must be a JSON object"),
     ({"tokenizer": ["eos_token_ids", 2]}, "tokenizer must be a JSON object"),
+    ({"tokenizer": {"eos_token_ids": "2"}}, "tokenizer token ids must be whole numbers"),
+    ({"tokenizer": {"eos_token_id": -1}}, "tokenizer token ids must be whole numbers"),
     ({"context_length": 2**40}, "context_length must be a whole number"),
     ({"context_length": True}, "context_length must be a whole number"),
     ({"architecture": ["llama"]}, "architecture must be a JSON string"),
