@@ -8,8 +8,9 @@ Importing trusts nothing in the archive. Before anything is written: only an unc
 member a plain file or folder inside that one folder (no absolute paths, "..", links, devices, FIFOs or
 sparse files, no name twice, at most MAX_MEMBERS); exactly the manifest and the artifacts it lists, each of the size
 it gives. Then those members alone are extracted, through tarfile's `data` filter as well, into a
-staging folder in the store, every file is hashed against the manifest, and only then is the package
-renamed into place. Anything wrong refuses the whole archive and installs nothing.
+staging folder in the store, every file is hashed against the manifest, every GGUF is checked for values
+llama.cpp aborts on (localai/gguf_check.py), and only then is the package renamed into place. Anything
+wrong refuses the whole archive and installs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from localai import integrity, store
 from localai.errors import PackageError
 from localai.files import replaced_atomically
+from localai.gguf_check import check_gguf
 from localai.jsonfile import parse_json_object
 from localai.package import MANIFEST_NAME, Manifest, Package, check_name, staged_directory, write_manifest
 
@@ -78,6 +80,9 @@ def import_(archive: Path, *, name: str | None = None, replace: bool = False) ->
                 if bad:
                     details = "; ".join(f"{c.path}: {c.status}" for c in bad[:3])
                     raise PackageError(f"{archive.name} does not match its manifest ({details}); nothing installed")
+                for artifact in manifest.artifacts:  # values llama.cpp would abort on: refused once, here
+                    if artifact.format == "gguf":
+                        check_gguf(staging / artifact.path)
                 if target_name != manifest.name:
                     manifest.name = target_name
                     write_manifest(staging, manifest)

@@ -19,6 +19,7 @@ progress and rows as JSON lines on stdout.
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def measure_isolated(model_ref: str, settings: BenchSettings, on_step: Callable[
     job = json.dumps({"model": model_ref, "settings": asdict(settings), "debug": debug})
     rows: list[BenchRow] = []
     error: str | None = None
+    loaded = False
     with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
         # -P: the current folder (which may hold another checkout of localai) is not put on sys.path
         child = subprocess.Popen([sys.executable, "-P", "-m", "localai.bench", job], stdout=subprocess.PIPE,
@@ -251,6 +253,7 @@ def measure_isolated(model_ref: str, settings: BenchSettings, on_step: Callable[
             assert child.stdout is not None
             for message in _messages(child.stdout):
                 if "step" in message:
+                    loaded = loaded or message["step"] == "loaded"
                     on_step(message["step"])
                 elif "row" in message:
                     rows.append(BenchRow(**message["row"]))
@@ -267,11 +270,27 @@ def measure_isolated(model_ref: str, settings: BenchSettings, on_step: Callable[
         sys.stderr.write(log)
     if error is not None:
         raise LocalAIError(error)
+    if code < 0:
+        raise LocalAIError(_killed(model_ref, -code, loaded, log))
     if code != 0:
         last = log.strip().splitlines()[-1] if log.strip() else "no message"
         raise LocalAIError(f"benchmarking {model_ref} failed: the measuring process exited with status {code} "
                            f"({last})")
     return rows
+
+
+def _killed(model_ref: str, number: int, loaded: bool, log: str) -> str:
+    """The line for a child that a signal ended: a runtime's failed assertion (SIGABRT) or crash (SIGSEGV), which
+    print little or nothing, or the out-of-memory killer (SIGKILL)."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    cause = "the runtime aborted (SIGABRT)" if name == "SIGABRT" else f"the measuring process was killed by {name}"
+    # ggml prints "/build/path/ops.cpp:4132: GGML_ASSERT(eps >= 0.0f) failed" where stderr is not silenced
+    where, _, assertion = next((line.strip() for line in log.splitlines() if "GGML_ASSERT" in line), "").partition(": ")
+    return (f"benchmarking {model_ref} failed: {cause} while {'running the tests' if loaded else 'loading the model'}"
+            + (f" ({where.rsplit('/', 1)[-1]}: {assertion})" if assertion else ""))
 
 
 def _messages(lines: Any) -> Iterator[dict[str, Any]]:

@@ -162,16 +162,18 @@ def _runnable_artifact(package: Package) -> Artifact:
 
 
 def bare_gguf_package(path: Path) -> Package:
-    """A package description for a GGUF file without a localai manifest, from the file's own metadata."""
+    """A package description for a GGUF file without a localai manifest, from the file's own metadata.
+
+    The file is checked first (localai/gguf_check.py): a third-party GGUF can hold values on which llama.cpp
+    aborts the whole process instead of reporting an error."""
     import gguf
+
+    from localai.gguf_check import check_gguf
 
     if path.suffix == ".onnx":
         raise PackageError(f"an ONNX model runs from its package: pass the folder {path.parent}")
 
-    try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, OSError) as exc:
-        raise PackageError(f"{path.name} is not a readable GGUF file: {exc}") from exc
+    reader = check_gguf(path)
 
     def field(key: str) -> Any:
         f = reader.fields.get(key)
@@ -188,7 +190,7 @@ def bare_gguf_package(path: Path) -> Package:
         tokens, token_id = reader.fields.get("tokenizer.ggml.tokens"), field(id_key)
         if tokens is None or not isinstance(token_id, int) or not 0 <= token_id < len(tokens.data):
             return None
-        return str(tokens.contents(token_id))
+        return bytes(tokens.parts[tokens.data[token_id]]).decode("utf-8", "replace")  # GGUF does not enforce UTF-8
 
     template = field("tokenizer.chat_template")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 
 from converters.vocab import GPT4O_REGEX, LLAMA3_REGEX, QWEN2_REGEX
@@ -350,3 +351,33 @@ def decisive_tokens(model: Any, n: int, vocab: int, seed: int, gap: float = 1e-6
         if routing_margins(model, tokens).min() >= gap:
             return tokens
     raise AssertionError(f"no sequence of {n} tokens without a routing gap below {gap}")
+
+
+REMOVE = object()  # rewrite_gguf: leave this key out
+
+
+def rewrite_gguf(source: Path, target: Path, changes: dict[str, Any], drop: tuple[str, ...] = ()) -> Path:
+    """A copy of the GGUF `source` with kvs changed (REMOVE: left out; a new key: added as a string, uint32 or
+    float32) and the tensors in `drop` left out."""
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(target, reader.fields["general.architecture"].contents())
+    for name, entry in reader.fields.items():
+        value = changes.get(name, entry.contents())
+        if name == "general.architecture" or name.startswith("GGUF.") or value is REMOVE:
+            continue
+        sub_type = entry.types[-1] if entry.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(name, value, entry.types[0], sub_type=sub_type)
+    for name, value in changes.items():
+        if name not in reader.fields:
+            kind = {str: gguf.GGUFValueType.STRING, int: gguf.GGUFValueType.UINT32}.get(type(value))
+            writer.add_key_value(name, value, kind or gguf.GGUFValueType.FLOAT32)
+    tensors = [t for t in reader.tensors if t.name not in drop]
+    for t in tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in tensors:
+        writer.write_tensor_data(t.data)
+    writer.close()
+    return target

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from localai.store import models_dir
+from tests import zoo
 
 
 @pytest.fixture
@@ -186,6 +187,22 @@ def test_a_sparse_member_is_refused_before_it_expands(cli, archive, tmp_path):
 def _sized(info: tarfile.TarInfo, data: bytes) -> tarfile.TarInfo:
     info.size = len(data)
     return info
+
+
+def test_an_archive_whose_gguf_would_abort_llama_cpp_installs_nothing(cli, stored, tmp_path, monkeypatch):
+    """A package whose manifest lists the hostile GGUF with its true size and hash, as its author would."""
+    from localai.package import file_sha256
+
+    gguf_path = stored / "small-f16.gguf"
+    zoo.rewrite_gguf(gguf_path, tmp_path / "hostile.gguf", {"nemotron_h.block_count": 10**6})
+    shutil.move(tmp_path / "hostile.gguf", gguf_path)
+    manifest = json.loads((stored / "manifest.json").read_text())
+    manifest["artifacts"][0] |= {"bytes": gguf_path.stat().st_size, "sha256": file_sha256(gguf_path)}
+    (stored / "manifest.json").write_text(json.dumps(manifest))
+    assert cli("export", "small-f16", "-o", str(tmp_path / "hostile.tar")).code == 0
+    monkeypatch.setenv("LOCALAI_HOME", str(tmp_path / "fresh"))
+    _one_line_error(cli("import", str(tmp_path / "hostile.tar")), "nemotron_h.block_count is 1000000")
+    assert _nothing_installed()
 
 
 def test_an_extra_file_is_refused(cli, archive):

@@ -78,6 +78,22 @@ def test_isolated_measurement_returns_the_childs_error(package, tmp_path):
         measure_isolated(str(broken), BenchSettings(n_prompt=8, n_gen=0, repetitions=1))
 
 
+
+def test_a_child_killed_by_a_signal_is_one_line_naming_it(package, tmp_path):
+    """llama.cpp ends the process on some values (here a layer count past its 512) and prints nothing."""
+    import shutil
+    import struct
+
+    broken = shutil.copytree(package("llama", "q8_0"), tmp_path / "broken")
+    gguf = next(broken.glob("*.gguf"))
+    raw = bytearray(gguf.read_bytes())
+    key = b"llama.block_count"
+    struct.pack_into("<I", raw, raw.index(key) + len(key) + 4, 10**6)  # after the value type; same size
+    gguf.write_bytes(raw)
+    with pytest.raises(LocalAIError, match=r"^benchmarking .*broken failed: the runtime aborted \(SIGABRT\) while "
+                                           r"loading the model$"):
+        measure_isolated(str(broken), BenchSettings(n_prompt=8, n_gen=0, repetitions=1))
+
 def test_a_chat_that_outgrows_the_context_is_an_error_not_a_number(package):
     """Past the context the engine drops old turns: TTFT would then measure a trimmed conversation."""
     with pytest.raises(LocalAIError, match=r"outgrew the context of 4096 tokens at turn \d+"):

@@ -97,6 +97,11 @@ def test_truncated_or_escaping_artifacts_are_refused(package, tmp_path):
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["artifacts"][0]["path"] = "../../etc/passwd"
     (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackageError, match="is not a plain path in the package"):
+        localai.load(copy)
+    manifest["artifacts"][0]["path"] = "linked.gguf"  # a plain name, but a link out of the package
+    (copy / "linked.gguf").symlink_to(tmp_path / "elsewhere.gguf")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PackageError, match="leaves the package"):
         localai.load(copy)
 
