@@ -1,8 +1,10 @@
 """Hugging Face checkpoint -> model package.
 
 One module per architecture (`nemotron_h.py`, `llama.py`, ...) maps config.json and the checkpoint's
-tensors to an output plan; one module per output format (`to_gguf.py`) writes it. A new architecture is
-a new module plus a line in `ARCHITECTURES`.
+tensors to an output plan; one module per output format (`to_gguf.py`, `to_onnx.py`, `to_tensorrt.py`,
+each with a `FORMAT`: converters/formats.py) checks its options and writes it. A new architecture is a new
+module plus a line in `ARCHITECTURES`; a new output format, a new module plus a line in `OUTPUT_FORMATS`.
+`convert()` is the pipeline: options, checkpoint, plan, format checks, staging, manifest.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from converters import onnx_quant, to_gguf, to_onnx, to_tensorrt
+from converters.architecture import Architecture
 from converters.checkpoint import Checkpoint, read_json
+from converters.formats import OUTPUT_FORMATS, Job, OutputFormat, Progress, Request, output_format
 from converters.source import resolve_source
 from converters.tensors import check_sources, parameter_counts
 from converters.vocab import read_hf_tokenizer
@@ -25,7 +26,6 @@ from localai import __version__, store
 from localai.backends.threads import ThreadPolicy
 from localai.errors import ConversionError
 from localai.package import (
-    Artifact,
     Manifest,
     Package,
     check_name,
@@ -43,20 +43,18 @@ ARCHITECTURES: dict[str, str] = {
     "qwen3": "qwen3",
     "qwen2": "qwen2",
 }
-OUTPUT_FORMATS = ("gguf", "onnx", "tensorrt")
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "do_sample")
 
-Progress = Callable[[str, int, int], None]
 
-
-def architecture_for(config: dict) -> ModuleType:
+def architecture_for(config: dict) -> Architecture:
     """The architecture module for a checkpoint's config.json."""
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ConversionError(
             f"unsupported model_type {repr(model_type)[:60]}; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
-    return importlib.import_module(f"converters.{ARCHITECTURES[model_type]}")
+    module: Architecture = importlib.import_module(f"converters.{ARCHITECTURES[model_type]}")  # type: ignore[assignment]
+    return module
 
 
 def convert(
@@ -84,83 +82,36 @@ def convert(
     "tensorrt" (`quant` fp16 (default), bf16, int4, fp8, nvfp4; `compute_capabilities` as 86, 89, ...; the
     profiles' `max_context` and `max_prefill`). `mtp`: keep a checkpoint's multi-token-prediction head
     (GGUF only; ONNX and TensorRT leave it out, saying so through `notice`)."""
-    if to not in OUTPUT_FORMATS:
-        raise ConversionError(f"unknown output format {to!r}; available: {', '.join(OUTPUT_FORMATS)}")
+    fmt = output_format(to)
     if threads is not None:
         ThreadPolicy.fixed(threads)  # the runtimes' bounds: llama.cpp's quantizer dies on thousands
-    engine_options = compute_capabilities is not None or max_context is not None or max_prefill is not None
-    if to != "tensorrt" and engine_options:
-        raise ConversionError("--compute-capability, --max-context and --max-prefill apply to --to tensorrt only")
-    if to == "gguf":
-        if flavor is not None or block_size is not None:
-            raise ConversionError("--flavor and --block-size apply to --to onnx and tensorrt only")
-        quant = to_gguf.check_quant(quant or "f16")
-    elif to == "onnx":
-        block_size = onnx_quant.DEFAULT_BLOCK if block_size is None else block_size
-        quant, flavor = onnx_quant.check(quant or "fp32", flavor or "ort", block_size)
-    else:
-        if flavor not in (None, "portable"):
-            raise ConversionError("TensorRT engines are built from the portable ONNX flavour only")
-        flavor, block_size = "portable", onnx_quant.DEFAULT_BLOCK if block_size is None else block_size
-        quant = (quant or "fp16").lower()
+    settings = fmt.check(Request(quant, flavor, block_size, compute_capabilities, max_context, max_prefill, threads))
     source = resolve_source(src)
     with Checkpoint(source.path) as ckpt:
         arch = architecture_for(ckpt.config)
-        args = _without_mtp(arch.ModelArgs.from_config(ckpt.config), to, mtp, notice)
+        args = _without_mtp(arch.ModelArgs.from_config(ckpt.config), fmt, mtp, notice)
         tokenizer = read_hf_tokenizer(source.path)
-        # the GGUF plan names every source tensor with its expected shape: both formats check against it
-        present = set(ckpt.tensors)
-        plan = arch.tensor_plan(args, present)
-        shapes = {n: ref.shape for n, ref in ckpt.tensors.items()}
-        dropped = arch.dropped_tensors(args, present) if hasattr(arch, "dropped_tensors") else []
-        check_sources(plan, shapes, arch.IGNORED_TENSORS, dropped)
+        plan, shapes = _checked_plan(arch, args, ckpt)
         vocab = tokenizer.gguf_vocab(args.vocab_size)  # checks the tokenizer against the embedding size
-        if to == "gguf":
-            to_gguf.check_hparams(arch, args)
-        if to != "gguf" and not hasattr(arch, "build_onnx"):
-            raise ConversionError(f"{to} export is not available for model_type {ckpt.config['model_type']!r}")
-        engine = (to_tensorrt.check(quant, compute_capabilities, max_context, max_prefill, args.context_length)
-                  if to == "tensorrt" else None)
-
-        label = {"gguf": quant, "onnx": f"onnx-{quant}" + ("-portable" if flavor == "portable" else ""),
-                 "tensorrt": f"trt-{quant}"}[to]
-        package_name = check_name(name) if name else store.default_name(source.display_name, label)
-        target = output.expanduser().absolute() if output else store.package_path(package_name)
-        if target.resolve() == source.path or target.resolve() in source.path.parents:
-            raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
-        check_target(target, replace=force)  # before hashing what may be many gigabytes
+        settings = fmt.prepare(arch, args, settings)
+        package_name = check_name(name) if name else store.default_name(source.display_name, fmt.label(settings))
+        target = _target(output, package_name, source.path, force)
         inputs = _hash_inputs(source.path, ckpt)
         with _disk_errors(target), staged_directory(target, replace=force, lock=store.lock_for(target)) as staging:
-            if to == "gguf":
-                artifacts = [_write_gguf(staging, package_name, arch, args, plan, ckpt, vocab, quant, threads,
-                                         progress)]
-                graph: dict[str, object] = {}
-                versions = {"gguf": _version("gguf"), "llama_cpp_python": _version("llama_cpp_python")}
-            elif engine is None:
-                graph = _write_onnx(staging, arch, args, ckpt, quant, str(flavor), int(block_size), progress)
-                artifacts = [_artifact(staging / to_onnx.MODEL_FILE, "onnx", quant),
-                             _artifact(staging / to_onnx.DATA_FILE, "onnx-data", quant)]
-                runtime = next((v for v in map(_version, ("onnxruntime", "onnxruntime-gpu")) if v != "unknown"),
-                               "unknown")
-                versions = {"onnx": _version("onnx"), "onnxruntime": runtime}
-            else:
-                graph = _write_engine(staging, arch, args, ckpt, engine, int(block_size), progress)
-                artifacts = [_artifact(staging / to_tensorrt.ENGINE_FILE, "tensorrt", quant)]
-                versions = {"onnx": _version("onnx"), graph["tensorrt"]["library"]: graph["tensorrt"]["version"]}
-            if to != "gguf":  # the ONNX Runtime and TensorRT backends tokenize with these
-                artifacts += [_artifact(path, "tokenizer", "") for path in to_onnx.copy_tokenizer(source.path, staging)]
+            written = fmt.write(Job(staging, package_name, source.path, arch, args, plan, ckpt, vocab, progress),
+                                settings)
             manifest = Manifest(
                 name=package_name,
                 architecture=ckpt.config["model_type"],
-                artifacts=artifacts,
+                artifacts=written.artifacts,
                 context_length=args.context_length,
                 tokenizer=tokenizer.summary(),
                 chat_template=tokenizer.chat_template,
                 thinking=tokenizer.think_tokens,
                 generation_defaults=_generation_defaults(source.path),
                 source={**source.provenance, "files": inputs},
-                converter={"name": "localai", "version": __version__, **versions},
-                graph=graph,
+                converter={"name": "localai", "version": __version__, **written.versions},
+                graph=written.graph,
                 parameters=_parameters(args, plan, shapes),
             )
             write_manifest(staging, manifest)
@@ -176,60 +127,32 @@ def _disk_errors(target: Path) -> Iterator[None]:
         raise ConversionError(f"cannot write the package {target}: {exc.strerror or exc}") from exc
 
 
-def _write_gguf(staging: Path, package_name: str, arch: ModuleType, args: object, plan: list, ckpt: Checkpoint,
-                vocab: object, quant: str, threads: int | None, progress: Progress | None) -> Artifact:
-    artifact_path = staging / f"{package_name}.gguf"
-
-    def report(done: int, total: int) -> None:
-        if progress:
-            progress("writing tensors", done, total)
-
-    if quant in to_gguf.DIRECT_TYPES:
-        to_gguf.write_gguf(artifact_path, arch, args, plan, ckpt, vocab, package_name, quant, report)
-    else:
-        intermediate = staging / ".unquantized.gguf"
-        to_gguf.write_gguf(intermediate, arch, args, plan, ckpt, vocab, package_name,
-                           to_gguf.lossless_type(ckpt, plan), report)
-        if progress:
-            progress(f"quantizing to {quant} with llama.cpp", 0, 1)
-        to_gguf.quantize_with_llama_cpp(intermediate, artifact_path, quant, threads)
-        intermediate.unlink()
-    return _artifact(artifact_path, "gguf", quant)
+def _checked_plan(arch: Architecture, args: Any, ckpt: Checkpoint) -> tuple[list[Any], dict[str, tuple[int, ...]]]:
+    """The output plan, after checking the whole checkpoint against it: every tensor it names present with
+    the shape the config implies, and nothing left over (the plan is every format's list of sources)."""
+    present = set(ckpt.tensors)
+    plan = arch.tensor_plan(args, present)
+    shapes = {n: ref.shape for n, ref in ckpt.tensors.items()}
+    dropped = arch.dropped_tensors(args, present) if hasattr(arch, "dropped_tensors") else []
+    check_sources(plan, shapes, arch.IGNORED_TENSORS, dropped)
+    return plan, shapes
 
 
-def _write_onnx(folder: Path, arch: ModuleType, args: object, ckpt: Checkpoint, quant: str, flavor: str,
-                block_size: int, progress: Progress | None) -> dict[str, object]:
-    if progress:
-        progress("building the ONNX graph", 0, 1)
-    graph = to_onnx.write_onnx(folder, arch, args, ckpt, onnx_quant.WeightFormat(quant, flavor, block_size),
-                               __version__)
-    if progress:
-        progress("building the ONNX graph", 1, 1)
-    return graph
+def _target(output: Path | None, package_name: str, source: Path, force: bool) -> Path:
+    """Where the package goes, refused before hashing what may be many gigabytes if it cannot go there."""
+    target = output.expanduser().absolute() if output else store.package_path(package_name)
+    if target.resolve() == source or target.resolve() in source.parents:
+        raise ConversionError(f"the output {target} would replace the checkpoint folder it is made from")
+    check_target(target, replace=force)
+    return target
 
 
-def _write_engine(staging: Path, arch: ModuleType, args: object, ckpt: Checkpoint,
-                  engine: to_tensorrt.EngineSettings, block_size: int, progress: Progress | None) -> dict[str, object]:
-    """The portable ONNX graph in a scratch folder of `staging`, then the engine built from it."""
-    scratch = staging / ".onnx"
-    scratch.mkdir()
-    graph = _write_onnx(scratch, arch, args, ckpt, engine.quant, "portable", block_size, progress)
-    if progress:
-        progress("building the TensorRT engine", 0, 1)
-    graph["tensorrt"] = to_tensorrt.build_engine(scratch / to_onnx.MODEL_FILE, staging / to_tensorrt.ENGINE_FILE,
-                                                 engine, graph["inputs"])  # type: ignore[arg-type]
-    if progress:
-        progress("building the TensorRT engine", 1, 1)
-    shutil.rmtree(scratch)
-    return graph
-
-
-def _without_mtp(args: Any, to: str, mtp: bool, notice: Callable[[str], None] | None) -> Any:
+def _without_mtp(args: Any, fmt: OutputFormat, mtp: bool, notice: Callable[[str], None] | None) -> Any:
     """`args` with the MTP head left out where the user asked (--no-mtp) or the format has no place for it."""
-    if not getattr(args, "mtp_layers", 0) or (mtp and to == "gguf"):
+    if not getattr(args, "mtp_layers", 0) or (mtp and fmt.keeps_mtp):
         return args
-    if to != "gguf" and mtp and notice:
-        notice(f"the checkpoint's MTP head is left out: {to} packages run the main model only")
+    if not fmt.keeps_mtp and mtp and notice:
+        notice(f"the checkpoint's MTP head is left out: {fmt.name} packages run the main model only")
     return dataclasses.replace(args, keep_mtp=False)
 
 
@@ -242,10 +165,6 @@ def _parameters(args: Any, plan: list, shapes: dict[str, tuple[int, ...]]) -> di
     if getattr(args, "with_mtp", False):
         counts["mtp_layers"] = 1
     return counts
-
-
-def _artifact(path: Path, fmt: str, quant: str) -> Artifact:
-    return Artifact(path.name, fmt, quant, path.stat().st_size, file_sha256(path))
 
 
 def _hash_inputs(root: Path, ckpt: Checkpoint) -> list[dict[str, object]]:
@@ -261,15 +180,6 @@ def _generation_defaults(root: Path) -> dict[str, object]:
         return {}
     config = read_json(path, "generation_config.json")
     return {k: config[k] for k in GENERATION_KEYS if config.get(k) is not None}
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 __all__ = ["ARCHITECTURES", "OUTPUT_FORMATS", "architecture_for", "convert"]

@@ -1,23 +1,25 @@
-"""Write a GGUF file for llama.cpp, one tensor at a time.
+"""Write a GGUF file for llama.cpp, one tensor at a time (the `gguf` output format: `FORMAT`).
 
 f32, f16, bf16 and q8_0 are encoded here with gguf-py. Every other llama.cpp type is produced by
-llama.cpp's own quantizer (through llama-cpp-python) from a lossless intermediate GGUF, which lives in
-the package's staging folder and is deleted afterwards.
+llama.cpp's own quantizer (through llama-cpp-python, in a child process: converters/child.py) from a
+lossless intermediate GGUF, which lives in the package's staging folder and is deleted afterwards.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import gguf
 import numpy as np
 
 from converters import child
+from converters.architecture import Architecture
 from converters.checkpoint import Checkpoint
+from converters.formats import Job, Request, Written, installed_version, staged_artifact
 from converters.tensors import PlannedTensor, StackedTensor, as_float16, shape_only
 from converters.vocab import GGUFVocab
 from localai.errors import ConversionError
@@ -50,11 +52,55 @@ def output_types() -> list[str]:
     return [*DIRECT_TYPES, *sorted(LLAMA_QUANTIZED_TYPES)]
 
 
-def check_quant(quant: str) -> str:
-    name = quant.lower()
-    if name not in DIRECT_TYPES and name not in LLAMA_QUANTIZED_TYPES:
-        raise ConversionError(f"unknown GGUF type {quant!r}; valid types: {', '.join(output_types())}")
-    return name
+@dataclass(frozen=True)
+class Settings:
+    quant: str
+    threads: int | None  # llama.cpp's quantizer
+
+
+class GGUFFormat:
+    """The `gguf` output format (converters/formats.py)."""
+
+    name = "gguf"
+    keeps_mtp = True
+
+    def check(self, request: Request) -> Settings:
+        if request.engine_options:
+            raise ConversionError("--compute-capability, --max-context and --max-prefill apply to --to tensorrt only")
+        if request.flavor is not None or request.block_size is not None:
+            raise ConversionError("--flavor and --block-size apply to --to onnx and tensorrt only")
+        quant = (request.quant or "f16").lower()
+        if quant not in DIRECT_TYPES and quant not in LLAMA_QUANTIZED_TYPES:
+            raise ConversionError(f"unknown GGUF type {request.quant!r}; valid types: {', '.join(output_types())}")
+        return Settings(quant, request.threads)
+
+    def prepare(self, arch: Architecture, args: Any, settings: Settings) -> Settings:
+        check_hparams(arch, args)
+        return settings
+
+    def label(self, settings: Settings) -> str:
+        return settings.quant
+
+    def write(self, job: Job, settings: Settings) -> Written:
+        path, quant = job.staging / f"{job.package_name}.gguf", settings.quant
+
+        def report(done: int, total: int) -> None:
+            job.report("writing tensors", done, total)
+
+        if quant in DIRECT_TYPES:
+            write_gguf(path, job.arch, job.args, job.plan, job.ckpt, job.vocab, job.package_name, quant, report)
+        else:
+            intermediate = job.staging / ".unquantized.gguf"
+            write_gguf(intermediate, job.arch, job.args, job.plan, job.ckpt, job.vocab, job.package_name,
+                       lossless_type(job.ckpt, job.plan), report)
+            job.report(f"quantizing to {quant} with llama.cpp", 0, 1)
+            quantize_with_llama_cpp(intermediate, path, quant, settings.threads)
+            intermediate.unlink()
+        return Written([staged_artifact(path, "gguf", quant)], {},
+                       {"gguf": installed_version("gguf"), "llama_cpp_python": installed_version("llama_cpp_python")})
+
+
+FORMAT = GGUFFormat()
 
 
 def lossless_type(ckpt: Checkpoint, plan: list[PlannedTensor]) -> str:
@@ -73,7 +119,7 @@ def lossless_type(ckpt: Checkpoint, plan: list[PlannedTensor]) -> str:
 
 def write_gguf(
     path: Path,
-    arch: ModuleType,
+    arch: Architecture,
     args: Any,
     plan: list[PlannedTensor],
     ckpt: Checkpoint,
@@ -122,13 +168,13 @@ def write_gguf(
         writer.close()
 
 
-def check_hparams(arch: ModuleType, args: Any) -> None:
+def check_hparams(arch: Architecture, args: Any) -> None:
     """Write the architecture's metadata into a writer that writes nothing, so that what GGUF cannot express
     is refused before a checkpoint is hashed or anything is staged."""
     arch.write_hparams(args, gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[gguf_arch(arch, args)]))
 
 
-def gguf_arch(arch: ModuleType, args: Any) -> gguf.MODEL_ARCH:
+def gguf_arch(arch: Architecture, args: Any) -> gguf.MODEL_ARCH:
     """The GGUF architecture: the module's, or the checkpoint's where one module writes several (Nemotron-H
     dense or MoE)."""
     return getattr(args, "gguf_arch", arch.GGUF_ARCH)

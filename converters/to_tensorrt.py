@@ -1,4 +1,5 @@
-"""TensorRT engines, built from the `portable` ONNX graph by TensorRT for RTX (or TensorRT).
+"""TensorRT engines, built from the `portable` ONNX graph by TensorRT for RTX (or TensorRT): the `tensorrt`
+output format (`FORMAT`).
 
 TensorRT for RTX builds ahead of time for named compute capabilities with no GPU in the machine, so this
 whole module runs on a CPU-only box. The network is strongly typed: it computes in the types the ONNX
@@ -16,12 +17,15 @@ clear error here rather than a crash of `localai convert`.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converters import child
+from converters import child, onnx_quant, to_onnx
+from converters.formats import Job, Request, Written, installed_version, staged_artifact
 from localai import tensorrt_lib
 from localai.errors import ConversionError
 
@@ -75,6 +79,56 @@ def check(quant: str | None, capabilities: list[int] | None, max_context: int | 
         raise ConversionError(f"need 2 <= --max-context and 1 <= --max-prefill <= --max-context "
                               f"(got {context} and {prefill})")
     return EngineSettings(quant, targets, context, prefill)
+
+
+@dataclass(frozen=True)
+class Build:
+    """An engine to build, and the block size of its portable graph's int4 weights."""
+
+    engine: EngineSettings
+    block_size: int
+
+
+class TensorRTFormat:
+    """The `tensorrt` output format (converters/formats.py): the portable ONNX graph in a scratch folder of the
+    staging folder, then the engine built from it in a child process."""
+
+    name = "tensorrt"
+    keeps_mtp = False
+
+    def check(self, request: Request) -> Request:
+        if request.flavor not in (None, "portable"):
+            raise ConversionError("TensorRT engines are built from the portable ONNX flavour only")
+        block = onnx_quant.DEFAULT_BLOCK if request.block_size is None else request.block_size
+        return dataclasses.replace(request, quant=(request.quant or "fp16").lower(), flavor="portable",
+                                   block_size=block)
+
+    def prepare(self, arch: Any, args: Any, settings: Request) -> Build:
+        to_onnx.require_graph_builder(arch)
+        engine = check(settings.quant, settings.compute_capabilities, settings.max_context, settings.max_prefill,
+                       args.context_length)
+        return Build(engine, int(settings.block_size or onnx_quant.DEFAULT_BLOCK))
+
+    def label(self, settings: Build) -> str:
+        return f"trt-{settings.engine.quant}"
+
+    def write(self, job: Job, settings: Build) -> Written:
+        scratch = job.staging / ".onnx"
+        scratch.mkdir()
+        weights = onnx_quant.WeightFormat(settings.engine.quant, "portable", settings.block_size)
+        graph = to_onnx.staged_graph(job, scratch, weights)
+        job.report("building the TensorRT engine", 0, 1)
+        graph["tensorrt"] = build_engine(scratch / to_onnx.MODEL_FILE, job.staging / ENGINE_FILE, settings.engine,
+                                         graph["inputs"])
+        job.report("building the TensorRT engine", 1, 1)
+        shutil.rmtree(scratch)
+        artifacts = [staged_artifact(job.staging / ENGINE_FILE, "tensorrt", settings.engine.quant),
+                     *to_onnx.tokenizer_artifacts(job)]
+        tensorrt = graph["tensorrt"]
+        return Written(artifacts, graph, {"onnx": installed_version("onnx"), tensorrt["library"]: tensorrt["version"]})
+
+
+FORMAT = TensorRTFormat()
 
 
 def _cc(capability: int) -> str:
