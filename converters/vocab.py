@@ -18,7 +18,7 @@ import gguf
 
 from converters.checkpoint import read_json
 from localai.errors import ConversionError
-from localai.package import ThinkTokens
+from localai.package import KNOWN_THINK_TOKENS, ThinkTokens
 
 # Split regexes exactly as tokenizer.json files carry them.
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -42,7 +42,6 @@ PRE_TOKENIZERS: dict[tuple[tuple[str, ...], bool], str] = {
     ((GPT4O_REGEX, "bytelevel"), False): "gpt-4o",
 }
 SPECIAL_KINDS = ("bos", "eos", "unk", "pad")
-KNOWN_THINK_TOKENS = (ThinkTokens("<think>", "</think>"),)
 _SPACE_IN_MERGE = chr(32 + 256)  # byte-level BPE's stand-in for a space ("Ġ")
 
 

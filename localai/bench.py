@@ -114,7 +114,7 @@ class _Probe:
     gpu_peak: int | None = None  # this process's GPU memory, the most seen at the samples
 
     def sample_gpu(self) -> None:
-        from localai.profiling import process_gpu_memory_bytes
+        from localai.machine import process_gpu_memory_bytes
 
         used = process_gpu_memory_bytes()
         if used is not None:
@@ -126,7 +126,7 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
     """Load `model_ref` in this process and run every test of `settings`; `on_step` hears of each step."""
     import localai
     from localai.backends import BACKENDS
-    from localai.profiling import peak_rss_bytes
+    from localai.machine import peak_rss_bytes
 
     probe = _Probe()
     started = time.perf_counter()

@@ -26,9 +26,7 @@ from localai.reasoning import (
     end_of_thinking_text,
     prompt_phase,
     thinking_messages,
-)
-from localai.reasoning import (
-    prefill as prefill_thinking,
+    thinking_switch,
 )
 from localai.sampling import Sampler, SamplingParams
 from localai.textstream import HoldbackMatcher, Phase, ReasoningSplitter
@@ -233,7 +231,7 @@ def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) ->
         return text, history, Phase.ANSWER
     # judge only what the template adds to open the assistant turn: markers inside messages are text
     opening = text[len(history) :]
-    extra = prefill_thinking(opening, markers, think)
+    extra = thinking_switch(opening, markers, think)
     return text + extra, history, prompt_phase(opening + extra, markers)
 
 

@@ -34,7 +34,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from localai.errors import LocalAIError
+from localai.errors import LocalAIError, describe
 
 # Used when a model ships no template: plain role-prefixed turns, clearly not any model's own format.
 FALLBACK_TEMPLATE = (
@@ -281,4 +281,4 @@ def render(template: str, messages: list[dict[str, Any]], *, add_generation_prom
     except _TooSlow:
         raise ChatTemplateError(f"chat template failed: it ran longer than {RENDER_SECONDS:g} s") from None
     except Exception as exc:  # the template is foreign code: whatever it raises is its failure
-        raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from exc
+        raise ChatTemplateError(f"chat template failed: {describe(exc)}") from exc

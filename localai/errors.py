@@ -18,3 +18,10 @@ class PackageError(LocalAIError):
 
 class BackendError(LocalAIError):
     """A runtime backend cannot load or run a model."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user: a LocalAIError's own message, anything else with its type (it is a bug or a
+    library's failure, and the type says which)."""
+    text = str(exc) if isinstance(exc, LocalAIError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())

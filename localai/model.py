@@ -12,12 +12,11 @@ from localai import chat as chat_engine
 from localai import chat_template, store
 from localai.backends import Backend, backend_for
 from localai.errors import PackageError
-from localai.package import MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
+from localai.package import KNOWN_THINK_TOKENS, MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
 from localai.turn_state import DEFAULT_SNAPSHOTS, TurnStates
 
 DEFAULT_CONTEXT = 4096
 # reasoning markers recognised in third-party GGUFs that carry no localai manifest
-KNOWN_THINK_TOKENS = (ThinkTokens("<think>", "</think>"),)
 
 
 @dataclass

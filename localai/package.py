@@ -75,6 +75,10 @@ class ThinkTokens:
     end: str
 
 
+# the reasoning markers localai recognises in a vocabulary (converters) or a bare GGUF's (runtime)
+KNOWN_THINK_TOKENS = (ThinkTokens("<think>", "</think>"),)
+
+
 @dataclass
 class Manifest:
     """What a package holds and where it came from (see docs/package-format.md)."""

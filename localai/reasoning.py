@@ -83,7 +83,7 @@ def prompt_phase(prompt: str, markers: ThinkTokens) -> Phase:
     return Phase.BEFORE
 
 
-def prefill(prompt: str, markers: ThinkTokens, think: bool | None) -> str:
+def thinking_switch(prompt: str, markers: ThinkTokens, think: bool | None) -> str:
     """Text to append to a rendered prompt so that thinking is on or off whatever the template did."""
     phase = prompt_phase(prompt, markers)
     if think is False and phase is Phase.REASONING:

@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 import localai
+from localai.errors import describe
 from localai.model import Model
 from tui.screens.chat import ChatScreen
 from tui.screens.help import HelpScreen
@@ -64,8 +65,7 @@ class ChatApp(App[None]):
         try:
             model = localai.load(ref, **self.load_options)
         except Exception as exc:  # the app keeps running; the picker stays open
-            message = str(exc) if isinstance(exc, localai.LocalAIError) else f"{type(exc).__name__}: {exc}"
-            self._from_worker(self._load_failed, " ".join(message.split()))
+            self._from_worker(self._load_failed, describe(exc))
             return
         if not self._from_worker(self._open_chat, model):
             model.close()  # the app quit while the model was loading

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from localai import profiling, tensorrt_lib
+from localai import machine, tensorrt_lib
 from localai.backends.base import BackendState, guarded
 from localai.backends.cuda_device import CudaDevice
 from localai.backends.graph import GraphBackend
@@ -280,7 +280,7 @@ def _expect_shape(context: Any, name: str, shape: tuple[int, ...]) -> None:
 def _check_machine(built: dict[str, Any]) -> None:
     """Refuse, in one line, to load an engine this machine cannot run."""
     targets = [int(cc.replace(".", "")) for cc in built.get("compute_capabilities", []) if cc[0].isdigit()]
-    found = profiling.nvidia_gpus()
+    found = machine.nvidia_gpus()
     if found is None:
         raise BackendError("no NVIDIA driver found (NVML is unavailable): TensorRT engines need an NVIDIA GPU")
     if not found:

@@ -16,7 +16,7 @@ import sys
 import traceback
 from types import FrameType
 
-from localai.errors import LocalAIError
+from localai.errors import LocalAIError, describe
 
 COMMANDS = ("convert", "run", "chat", "bench", "eval", "pull", "ls", "info", "rm", "verify", "export", "import", "demo")
 MODULES = {"import": "import_"}  # verbs that are Python keywords
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 141
     except Exception as exc:
-        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", debug)
+        _fail(f"unexpected {describe(exc)} (run with --debug for the traceback)", debug)
         return 1
 
 

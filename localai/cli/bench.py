@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
+    from localai.machine import machine_description
     from localai.model import resolve
-    from localai.profiling import machine_description
 
     settings = BenchSettings(n_prompt=args.n_prompt, n_gen=args.n_gen, repetitions=args.repetitions,
                              turns=args.turns, threads=args.threads, device=args.device, n_ctx=args.ctx)

@@ -14,7 +14,7 @@ from typing import Any
 
 from localai.cli import Terminated
 from localai.cli.run import Printer, add_generation_arguments, budget, generation_settings, text
-from localai.errors import LocalAIError
+from localai.errors import LocalAIError, describe
 
 COMMANDS = {
     "/think": "reasoning on",
@@ -93,8 +93,7 @@ def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = 
             except KeyboardInterrupt:
                 print("\n(stopped; this answer is not kept)", file=sys.stderr)
             except Exception as exc:  # the conversation goes on; this turn is not kept
-                message = str(exc) if isinstance(exc, LocalAIError) else f"{type(exc).__name__}: {exc}"
-                print("error: " + " ".join(message.split()), file=sys.stderr)
+                print("error: " + describe(exc), file=sys.stderr)
     finally:
         model.close()
 

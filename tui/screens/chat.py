@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options, turn_settings
-from localai.errors import LocalAIError
+from localai.errors import LocalAIError, describe
 from localai.files import write_text_atomic
 from localai.model import Model
 from localai.profiling import TurnMetrics, export_metrics
@@ -177,8 +177,7 @@ class ChatScreen(Screen[None]):
             if self._current is not None:
                 await self._current.finish(event.usage.reasoning_tokens, _status(event))
         elif isinstance(event, BaseException):
-            message = str(event) if isinstance(event, LocalAIError) else f"{type(event).__name__}: {event}"
-            self.notify(" ".join(message.split()), title="Generation failed", severity="error")
+            self.notify(describe(event), title="Generation failed", severity="error")
             await self._undo_failed_turn()
         elif event is _DONE:
             self.busy = False

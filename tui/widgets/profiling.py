@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
 
-from localai.profiling import TurnMetrics, gpu_memory_used_bytes, process_rss_bytes
+from localai.machine import gpu_memory_used_bytes, process_rss_bytes
+from localai.profiling import TurnMetrics
 
 HISTORY = 60  # sparkline samples kept
 

@@ -11,7 +11,7 @@ import pytest
 import localai
 from localai.backends.onnx_runtime import providers_for, tensorrt_rtx_plugin
 from localai.errors import BackendError
-from localai.profiling import nvidia_gpus
+from localai.machine import nvidia_gpus
 from tests import zoo
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

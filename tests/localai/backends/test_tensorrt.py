@@ -24,7 +24,7 @@ from localai.backends import tensorrt
 from localai.backends.cuda_device import CudaDevice
 from localai.bench import BenchSettings, measure
 from localai.errors import BackendError
-from localai.profiling import nvidia_gpus
+from localai.machine import nvidia_gpus
 from tests import zoo
 from tests.localai.backends.fake_gpu import FakeContext, FakeEngine, FakeRuntimeConfig, HostMemory
 
@@ -68,7 +68,7 @@ def fake_gpu(monkeypatch, engine_package, onnx_package):
     """fake_gpu(name, quant="fp16") -> (engine package, portable fp32 ONNX package) of that checkpoint, with
     the GPU stood in for; `.state` is what the stand-in saw."""
     state = FakeGpu({})
-    monkeypatch.setattr("localai.profiling.nvidia_gpus", lambda: [STAND_IN_GPU])
+    monkeypatch.setattr("localai.machine.nvidia_gpus", lambda: [STAND_IN_GPU])
     monkeypatch.setattr(tensorrt, "open_gpu", state.open_gpu)
     monkeypatch.setattr(tensorrt, "deserialize", state.deserialize)
 
@@ -171,7 +171,7 @@ def test_an_engine_from_another_tensorrt_is_refused(change, message, fake_gpu, t
 
 
 def test_a_gpu_tensorrt_for_rtx_cannot_target_is_named(engine_package, monkeypatch):
-    monkeypatch.setattr("localai.profiling.nvidia_gpus", lambda: [("NVIDIA H200", 90)])
+    monkeypatch.setattr("localai.machine.nvidia_gpus", lambda: [("NVIDIA H200", 90)])
     with pytest.raises(BackendError, match=r"TensorRT for RTX engines cannot run on this GPU \(NVIDIA H200, compute "
                                            r"capability 9\.0\): TensorRT for RTX targets RTX-class GPUs \(7\.5, "):
         localai.load(engine_package("llama", "fp16"))
@@ -249,7 +249,7 @@ def test_loading_an_engine_without_a_gpu_says_what_is_missing(engine_package, cl
 
 
 def test_a_gpu_the_engine_was_not_built_for_is_named(engine_package, monkeypatch):
-    monkeypatch.setattr("localai.profiling.nvidia_gpus", lambda: [("NVIDIA GeForce RTX 3080", 86)])
+    monkeypatch.setattr("localai.machine.nvidia_gpus", lambda: [("NVIDIA GeForce RTX 3080", 86)])
     with pytest.raises(BackendError, match=r"RTX 3080, compute capability 8\.6\) is not among the "
                                            r"engine's targets \(8\.9\).*--compute-capability 86"):
         localai.load(engine_package("llama", "fp16"))
