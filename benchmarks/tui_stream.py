@@ -111,7 +111,7 @@ async def _baseline_add_answer(self: AssistantMessage, text: str) -> None:
 def fake_model(rate: float, n_ctx: int) -> Model:
     manifest = Manifest(name="fake-stream", architecture="fake", artifacts=[Artifact("none", "fake", "-", 0, "")],
                         context_length=n_ctx, chat_template="{{ messages[-1]['content'] }}")
-    return Model(Package(Path(tempfile.gettempdir()), manifest), FakeBackend(rate, n_ctx))
+    return Model.bind(Package(Path(tempfile.gettempdir()), manifest), FakeBackend(rate, n_ctx))
 
 
 async def run(rate: float, tokens: int, baseline: bool = False) -> dict[str, float]:

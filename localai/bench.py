@@ -208,7 +208,8 @@ def _generation(backend: Any, first: int, n: int) -> dict[str, Any]:
 
 
 def _chat(model: Any, turns: int) -> dict[str, Any]:
-    from localai.chat import Conversation, Notice, collect
+    from localai.chat import Notice, collect
+    from localai.conversation import Conversation
 
     model.turn_states.clear()
     conversation = Conversation(model, system=CHAT_SYSTEM, settings=CHAT_SETTINGS)

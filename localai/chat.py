@@ -8,18 +8,15 @@ exactly to the final texts), notices, and one final event with the finish reason
 from __future__ import annotations
 
 import codecs
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from localai.errors import BackendError, LocalAIError
-from localai.files import write_text_atomic
 from localai.reasoning import (
     BudgetController,
     default_grace,
@@ -34,7 +31,7 @@ from localai.turn_state import TurnStates, prefill
 
 if TYPE_CHECKING:
     from localai.backends.base import Backend
-    from localai.model import Model
+    from localai.chat_format import ChatFormat
 
 DEFAULT_MAX_TOKENS = 1024
 # used when a package carries no generation defaults of its own
@@ -160,26 +157,20 @@ def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
         raise LocalAIError(str(exc)) from exc
 
 
-def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sampler: TokenChooser | None = None,
+def chat(backend: Backend, fmt: ChatFormat, messages: list[dict[str, Any]], opts: ChatOptions, *,
+         turn_states: TurnStates | None = None, sampler: TokenChooser | None = None,
          cancel: threading.Event | None = None) -> Iterator[Event]:
-    """Answer the conversation `messages` (the last one from the user)."""
-    markers = model.manifest.thinking
-    if markers is None and (opts.think is not None or opts.reasoning_budget is not None):
-        notice = f"{model.manifest.name} has no reasoning markers; thinking settings do not apply"
-        if model.first_time(notice):
-            yield Notice(notice)
-    if model.manifest.chat_template is None:
-        notice = f"{model.manifest.name} has no chat template; using a plain fallback template"
-        if model.first_time(notice):
-            yield Notice(notice)
+    """Answer the conversation `messages` (the last one from the user) with the model `backend` runs, written
+    in `fmt`. `turn_states`: snapshots of earlier turns to start from (localai/turn_state.py)."""
+    yield from _format_notices(fmt, opts)
     messages = list(messages)
-    n_ctx = model.backend.n_ctx
+    n_ctx = backend.n_ctx
     # dropping turns should leave room for an answer, not just for the prompt
     reserve = min(opts.max_tokens, n_ctx // 4)
     dropped = 0
     while True:
-        prompt_text, history_text, phase = _render(model, messages, opts.effective_think if markers else None)
-        prompt = model.tokenize_prompt(prompt_text)
+        prompt_text, history_text, phase = _render(fmt, messages, opts.effective_think if fmt.thinking else None)
+        prompt = fmt.tokenize_prompt(prompt_text)
         fits = len(prompt) < n_ctx
         if len(prompt) + reserve <= n_ctx or (fits and opts.context_policy == "error"):
             break
@@ -195,36 +186,47 @@ def chat(model: Model, messages: list[dict[str, Any]], opts: ChatOptions, *, sam
     if dropped:
         yield Notice(f"dropped the {dropped} oldest message(s) to fit the context of {n_ctx} tokens",
                      dropped_messages=dropped)
-    states = model.turn_states if model.turn_states.capacity else None
     boundary = None
-    if states is not None and history_text:
-        history = model.tokenize_prompt(history_text)
+    if turn_states is not None and history_text:
+        history = fmt.tokenize_prompt(history_text)
         boundary = len(history) if prompt[: len(history)] == history else None  # a token-level prefix only
-    yield from generate(model.backend, prompt, opts, markers=markers, phase=phase,
-                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel,
-                        turn_states=states, boundary=boundary)
+    yield from generate(backend, prompt, opts, markers=fmt.thinking, phase=phase,
+                        stop_tokens=fmt.end_of_turn_ids, sampler=sampler, cancel=cancel,
+                        turn_states=turn_states, boundary=boundary)
 
 
-def complete(model: Model, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,
+def _format_notices(fmt: ChatFormat, opts: ChatOptions) -> Iterator[Notice]:
+    """What the model cannot do that the request asks of it, once per loaded model."""
+    if fmt.thinking is None and (opts.think is not None or opts.reasoning_budget is not None):
+        notice = f"{fmt.name} has no reasoning markers; thinking settings do not apply"
+        if fmt.first_time(notice):
+            yield Notice(notice)
+    if fmt.template is None:
+        notice = f"{fmt.name} has no chat template; using a plain fallback template"
+        if fmt.first_time(notice):
+            yield Notice(notice)
+
+
+def complete(backend: Backend, fmt: ChatFormat, text: str, opts: ChatOptions, *, sampler: TokenChooser | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
     """Plain completion of `text`: no template, no reasoning."""
-    prompt = model.tokenize_raw(text)
+    prompt = fmt.tokenize_raw(text)
     if not prompt:
         raise LocalAIError("the prompt is empty")
-    if len(prompt) >= model.backend.n_ctx:
-        raise ContextOverflowError(f"the prompt needs {len(prompt)} tokens but the context holds {model.backend.n_ctx}")
-    yield from generate(model.backend, prompt, opts, markers=None, phase=Phase.ANSWER,
-                        stop_tokens=model.end_of_turn_ids, sampler=sampler, cancel=cancel)
+    if len(prompt) >= backend.n_ctx:
+        raise ContextOverflowError(f"the prompt needs {len(prompt)} tokens but the context holds {backend.n_ctx}")
+    yield from generate(backend, prompt, opts, markers=None, phase=Phase.ANSWER,
+                        stop_tokens=fmt.end_of_turn_ids, sampler=sampler, cancel=cancel)
 
 
-def _render(model: Model, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, str, Phase]:
+def _render(fmt: ChatFormat, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, str, Phase]:
     """The prompt text; the conversation as history (the prompt without the generation prompt, "" when the
     template does not write it as a prefix); and where generation starts (before, inside or after a think
     block)."""
-    markers = model.manifest.thinking
-    messages, variables = thinking_messages(model.manifest.chat_template or "", messages, think)
-    text = model.render(messages, **variables)
-    history = model.render(messages, add_generation_prompt=False, **variables)
+    markers = fmt.thinking
+    messages, variables = thinking_messages(fmt.template or "", messages, think)
+    text = fmt.render(messages, **variables)
+    history = fmt.render(messages, add_generation_prompt=False, **variables)
     if not (text.startswith(history) and len(text) > len(history)):
         history = ""
     if markers is None:
@@ -370,101 +372,6 @@ def generate(
 
 def _rate(tokens: int, seconds: float) -> float | None:
     return round(tokens / seconds, 2) if tokens > 0 and seconds > 0 else None
-
-
-@dataclass
-class Conversation:
-    """A chat history bound to a model: `send` streams one answer and keeps it in the history.
-
-    Assistant turns are stored with their reasoning in think markers; the model's template decides
-    whether earlier reasoning is shown to the model again. Each stored answer also carries the settings it
-    was made with (`settings`: thinking, budget, sampling, max tokens), so a saved chat ties every answer
-    back to the controls; templates never read that key.
-    """
-
-    model: Model
-    system: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.system and not self.messages:
-            self.messages.append({"role": "system", "content": self.system})
-
-    def send(self, text: str, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
-        """Stream the answer to `text`; once it is final (or cancelled: the partial answer), it joins the history."""
-        request = [*self.messages, {"role": "user", "content": text}]
-        final: Final | None = None
-        dropped = 0
-        for event in self.model.chat(request, cancel=cancel, **{**self.settings, **overrides}):
-            if isinstance(event, Final):
-                final = event
-            elif isinstance(event, Notice):
-                dropped += event.dropped_messages
-            yield event
-        if final is not None:
-            first = 1 if request[0].get("role") == "system" else 0
-            del request[first : first + dropped]
-            made_with = turn_settings(self.options(**overrides))
-            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final), "settings": made_with}]
-
-    def options(self, **overrides: Any) -> ChatOptions:
-        """The settings a turn sent with `overrides` uses (the package's defaults under this chat's settings)."""
-        return options(self.model.manifest.generation_defaults, **{**self.settings, **overrides})
-
-    def _stored(self, final: Final) -> str:
-        markers = self.model.manifest.thinking
-        if markers and final.reasoning:
-            return f"{markers.start}\n{final.reasoning}\n{markers.end}\n\n{final.content}"
-        return final.content
-
-    def regenerate(self, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
-        """Answer the last user message again; the last answer is replaced once the new one exists."""
-        if len(self.messages) < 2 or self.messages[-1]["role"] != "assistant" or self.messages[-2]["role"] != "user":
-            raise LocalAIError("there is no answer to regenerate yet")
-        before = list(self.messages)
-        question = before[-2]["content"]
-        self.messages[:] = before[:-2]
-        answered = False
-        try:
-            for event in self.send(question, cancel=cancel, **overrides):
-                answered = answered or isinstance(event, Final)
-                yield event
-        finally:
-            if not answered:
-                self.messages[:] = before
-
-    def reset(self) -> None:
-        self.messages[:] = [{"role": "system", "content": self.system}] if self.system else []
-
-    def save(self, path: Path) -> None:
-        """Write the conversation as JSON (model name and messages)."""
-        data = {"model": self.model.manifest.name, "messages": list(self.messages)}
-        write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-    def to_markdown(self) -> str:
-        """The conversation as a Markdown document; reasoning is kept in a collapsed details block."""
-        markers = self.model.manifest.thinking
-        lines = [f"# Chat with {self.model.manifest.name}", ""]
-        for message in self.messages:
-            content = str(message["content"])
-            if markers and message["role"] == "assistant" and markers.end in content:
-                thought, _, content = content.partition(markers.end)
-                thought = thought.replace(markers.start, "", 1).strip()
-                lines += ["**assistant**", "", "<details><summary>Thinking</summary>", "", thought, "", "</details>",
-                          "", content.strip(), ""]
-            else:
-                lines += [f"**{message['role']}**", "", content.strip(), ""]
-            if message.get("settings"):
-                lines += [f"<sub>{_describe(message['settings'])}</sub>", ""]
-        return "\n".join(lines)
-
-
-def _describe(settings: dict[str, Any]) -> str:
-    think = {True: "on", False: "off", None: "default"}[settings.get("think")]
-    budget = settings.get("reasoning_budget")
-    return (f"thinking {think} · budget {'unlimited' if budget is None else budget} · temperature "
-            f"{settings.get('temperature')} · top_p {settings.get('top_p')} · max tokens {settings.get('max_tokens')}")
 
 
 def collect(events: Iterator[Event]) -> Final:

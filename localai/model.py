@@ -9,39 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from localai import chat as chat_engine
-from localai import chat_template, store
+from localai import store
 from localai.backends import Backend, backend_for
+from localai.chat_format import ChatFormat
 from localai.errors import PackageError
-from localai.package import KNOWN_THINK_TOKENS, MANIFEST_NAME, Artifact, Manifest, Package, ThinkTokens
+from localai.package import MANIFEST_NAME, Artifact, Manifest, Package
 from localai.turn_state import DEFAULT_SNAPSHOTS, TurnStates
 
 DEFAULT_CONTEXT = 4096
-# reasoning markers recognised in third-party GGUFs that carry no localai manifest
 
 
 @dataclass
 class Model:
-    """A package bound to a running backend."""
+    """A package bound to a running backend, with the format its conversations are written in."""
 
     package: Package
     backend: Backend
+    format: ChatFormat
     turn_states: TurnStates = field(default_factory=TurnStates)  # snapshots for multi-turn chat
-    _notices_shown: set[str] = field(default_factory=set, repr=False)
+
+    @classmethod
+    def bind(cls, package: Package, backend: Backend, turn_states: TurnStates | None = None) -> Model:
+        """`package` running on `backend`, in the format its manifest describes."""
+        return cls(package, backend, ChatFormat.of(package.manifest, backend), turn_states or TurnStates())
 
     @property
     def manifest(self) -> Manifest:
         return self.package.manifest
-
-    def first_time(self, notice: str) -> bool:
-        """True the first time `notice` is asked about for this loaded model: notices are shown once."""
-        new = notice not in self._notices_shown
-        self._notices_shown.add(notice)
-        return new
-
-    @property
-    def end_of_turn_ids(self) -> frozenset[int]:
-        """Token ids that end a turn besides the backend's own end-of-generation tokens."""
-        return frozenset(int(t) for t in self.manifest.tokenizer.get("eos_token_ids", []))
 
     def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, cancel: threading.Event | None = None,
              **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
@@ -50,43 +44,27 @@ class Model:
         package's default). Streams events, or returns the final event when `stream` is False; setting
         `cancel` ends the answer early."""
         opts = chat_engine.options(self.manifest.generation_defaults, **settings)
-        events = chat_engine.chat(self, messages, opts, cancel=cancel)
+        states = self.turn_states if self.turn_states.capacity else None
+        events = chat_engine.chat(self.backend, self.format, messages, opts, turn_states=states, cancel=cancel)
         return events if stream else chat_engine.collect(events)
 
     def complete(self, text: str, *, stream: bool = True, cancel: threading.Event | None = None,
                  **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
         """Continue `text` as is: no chat template, no reasoning handling."""
         opts = chat_engine.options(self.manifest.generation_defaults, **settings)
-        events = chat_engine.complete(self, text, opts, cancel=cancel)
+        events = chat_engine.complete(self.backend, self.format, text, opts, cancel=cancel)
         return events if stream else chat_engine.collect(events)
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The conversation as the model's chat template writes it (fallback template if it has none)."""
-        tok = self.manifest.tokenizer
-        return chat_template.render(self.manifest.chat_template or chat_template.FALLBACK_TEMPLATE, messages,
-                                    add_generation_prompt=add_generation_prompt, bos_token=tok.get("bos_token") or "",
-                                    eos_token=tok.get("eos_token") or "", **variables)
+        return self.format.render(messages, add_generation_prompt=add_generation_prompt, **variables)
 
     def tokenize_prompt(self, text: str) -> list[int]:
-        """Token ids of a rendered prompt: special-token texts map to their ids, BOS added once."""
-        bos = self.manifest.tokenizer.get("bos_token") or ""
-        # the template may write the BOS text itself; never add a second one
-        add_bos = self._add_bos and not (bos and text.startswith(bos))
-        return self.backend.tokenize(text, add_bos=add_bos, special=True)
-
-    def tokenize_raw(self, text: str) -> list[int]:
-        """Token ids of plain text: special-token texts stay text."""
-        return self.backend.tokenize(text, add_bos=self._add_bos, special=False)
-
-    @property
-    def _add_bos(self) -> bool:
-        return bool(self.manifest.tokenizer.get("add_bos", False))
+        return self.format.tokenize_prompt(text)
 
     @property
     def bos_id(self) -> int | None:
-        """The token that starts every sequence, if the model wants one."""
-        tokens = self.backend.tokenize("", add_bos=True, special=False) if self._add_bos else []
-        return tokens[0] if tokens else None
+        return self.format.bos_id
 
     def close(self) -> None:
         self.backend.close()
@@ -114,9 +92,7 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length, limit)
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
     backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
-    if package.manifest.thinking is None:
-        package.manifest.thinking = _detect_think_tokens(backend)
-    return Model(package, backend, TurnStates(turn_snapshots))
+    return Model.bind(package, backend, TurnStates(turn_snapshots))
 
 
 def _check_present(package: Package, artifact: Artifact) -> None:
@@ -207,11 +183,3 @@ def bare_gguf_package(path: Path) -> Package:
         source={"kind": "gguf", "path": str(path.resolve())},
     )
     return Package(path.parent.resolve(), manifest)
-
-
-def _detect_think_tokens(backend: Backend) -> ThinkTokens | None:
-    """Reasoning markers that the vocabulary holds as single tokens."""
-    for pair in KNOWN_THINK_TOKENS:
-        if all(len(backend.tokenize(text, add_bos=False, special=True)) == 1 for text in (pair.start, pair.end)):
-            return pair
-    return None

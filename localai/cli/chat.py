@@ -65,7 +65,7 @@ def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = 
                device: str = "auto", system: str | None = None) -> int:
     """The line-mode chat on `model_ref` (settings: None = the package's default)."""
     import localai
-    from localai.chat import Conversation
+    from localai.conversation import Conversation
 
     model = localai.load(model_ref, n_ctx=n_ctx, n_threads=n_threads, device=device)
     settings = {k: v for k, v in settings.items() if v is not None}
@@ -100,7 +100,7 @@ def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = 
 
 def _command(line: str, conversation: object) -> bool:
     """Run `line` if it is a command; False if it is a message that happens to start with '/'."""
-    from localai.chat import Conversation
+    from localai.conversation import Conversation
 
     assert isinstance(conversation, Conversation)
     name, _, arg = line.partition(" ")

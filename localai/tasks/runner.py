@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
-from localai.chat import Conversation, collect
+from localai.chat import collect
+from localai.conversation import Conversation
 from localai.errors import LocalAIError
 from localai.model import Model
 
@@ -100,7 +101,7 @@ class SweepRow:
 def sweep(model: Model, task: ModuleType, problems: list[Any], budgets: Sequence[int | None], *,
           on_problem: Callable[[], None] = lambda: None, **settings: Any) -> list[SweepRow]:
     """Score `problems` once per reasoning budget, greedily, thinking on (budget 0 turns it off)."""
-    if model.manifest.thinking is None:
+    if model.format.thinking is None:
         raise LocalAIError(f"{model.manifest.name} has no reasoning markers: a reasoning-budget sweep needs a "
                            "model that thinks")
     return [SweepRow(budget, score(model, task, problems, on_problem=on_problem, think=True, reasoning_budget=budget,

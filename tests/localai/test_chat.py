@@ -20,7 +20,6 @@ from localai.chat import (
     ChatOptions,
     ContentDelta,
     ContextOverflowError,
-    Conversation,
     Final,
     Notice,
     ReasoningDelta,
@@ -28,6 +27,7 @@ from localai.chat import (
     chat,
     options,
 )
+from localai.conversation import Conversation
 from localai.model import Model
 from localai.package import Package
 from localai.reasoning import end_of_thinking_text, thinking_messages
@@ -50,7 +50,7 @@ class Script:
         self.ids = lambda text: model.backend.tokenize(text, add_bos=False, special=True)
         self.thinking = thought is not None
         self.thought, self.answer = self.ids(thought or ""), self.ids(answer)
-        [self.end_id] = self.ids(model.manifest.thinking.end)
+        [self.end_id] = self.ids(model.format.thinking.end)
         [self.end_of_turn] = self.ids("<|end|>")
         self.prompt_length: int | None = None
         self.i = self.j = 0
@@ -70,7 +70,7 @@ class Script:
 
 
 def _run(model, script=None, messages=None, **settings):
-    events = list(chat(model, messages or [{"role": "user", "content": "What is 2 + 2?"}],
+    events = list(chat(model.backend, model.format, messages or [{"role": "user", "content": "What is 2 + 2?"}],
                        options(model.manifest.generation_defaults, **settings), sampler=script))
     final = events[-1]
     assert isinstance(final, Final)
@@ -86,7 +86,7 @@ def _count(sequence: list[int], sub: list[int]) -> int:
 
 
 def _end_text(model):
-    return model.backend.tokenize(end_of_thinking_text(model.manifest.thinking), add_bos=False, special=True)
+    return model.backend.tokenize(end_of_thinking_text(model.format.thinking), add_bos=False, special=True)
 
 
 THOUGHT = " ".join(f"step{i}" for i in range(60))
@@ -191,7 +191,7 @@ def _decodes(data: bytes) -> bool:
 
 def _with_template(model: Model, template: str | None) -> Model:
     manifest = dataclasses.replace(model.manifest, chat_template=template)
-    return Model(Package(model.package.root, manifest), model.backend)
+    return Model.bind(Package(model.package.root, manifest), model.backend)
 
 
 QWEN_STYLE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
@@ -203,7 +203,7 @@ PLAIN = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% 
 
 
 def _prompt(model, messages, think):
-    return _render(model, messages, think)[0]
+    return _render(model.format, messages, think)[0]
 
 
 def test_thinking_switch_follows_each_template_convention(model):
@@ -234,9 +234,9 @@ def test_think_markers_in_messages_are_text(model):
     question = [{"role": "user", "content": "What is the <think> tag for?"}]
     for template in (QWEN_STYLE, PLAIN):
         templated = _with_template(model, template)
-        text, _, phase = _render(templated, question, None)
+        text, _, phase = _render(templated.format, question, None)
         assert phase is Phase.BEFORE and text.endswith("<|assistant|>")
-        text, _, phase = _render(templated, question, False)
+        text, _, phase = _render(templated.format, question, False)
         assert phase is Phase.ANSWER and text.endswith("<think>\n\n</think>\n\n" if template == QWEN_STYLE
                                                        else "<|assistant|><think>\n</think>\n\n")
     final, _ = _run(_with_template(model, PLAIN), Script(model, None, "An HTML-like tag."), messages=question)

@@ -9,7 +9,8 @@ import dataclasses
 import pytest
 
 import localai
-from localai.chat import Conversation, _render, collect
+from localai.chat import _render, collect
+from localai.conversation import Conversation
 from localai.model import Model
 from localai.package import Package
 from tests.zoo import NEMOTRON3_TEMPLATE
@@ -28,10 +29,10 @@ def model(request, package, onnx_package):
 def test_thinking_on_and_off_through_enable_thinking(model):
     messages = [{"role": "user", "content": "hi"}]
     assert model.manifest.chat_template == NEMOTRON3_TEMPLATE
-    assert _render(model, messages, None)[0].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert _render(model.format, messages, None)[0].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
                                                       "<think>\n")  # on by default
-    assert _render(model, messages, True)[0].endswith("<|im_start|>assistant\n<think>\n")
-    assert _render(model, messages, False)[0].endswith("<|im_start|>assistant\n<think></think>")
+    assert _render(model.format, messages, True)[0].endswith("<|im_start|>assistant\n<think>\n")
+    assert _render(model.format, messages, False)[0].endswith("<|im_start|>assistant\n<think></think>")
 
 
 def test_budget_caps_the_thought_and_off_gives_none(model):
@@ -66,7 +67,7 @@ def test_a_template_that_rewrites_history_non_prefix_falls_back(model):
     never restore a snapshot: every turn is processed from scratch, with the same answers."""
     rewriting = NEMOTRON3_TEMPLATE.replace("<|im_start|>{{ m['role'] }}\n", "<|im_start|>{{ m['role'] }} "
                                            "{{ loop.revindex }}\n")
-    renumbered = Model(Package(model.package.root, dataclasses.replace(model.manifest, chat_template=rewriting)),
+    renumbered = Model.bind(Package(model.package.root, dataclasses.replace(model.manifest, chat_template=rewriting)),
                        model.backend)
     answers = {}
     for snapshots in (0, 2):

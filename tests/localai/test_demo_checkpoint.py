@@ -36,7 +36,7 @@ def reference_correct(packages) -> int:
     right = 0
     with torch.no_grad():
         for problem in SAMPLE:
-            prompt, _, _ = _render(model, [{"role": "user", "content": problem.question}], True)
+            prompt, _, _ = _render(model.format, [{"role": "user", "content": problem.question}], True)
             ids = model.tokenize_prompt(prompt)
             out = hf.generate(torch.tensor([ids]), max_new_tokens=400, do_sample=False, eos_token_id=end,
                               pad_token_id=0)

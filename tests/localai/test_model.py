@@ -25,7 +25,7 @@ def test_load_by_folder_manifest_store_name_and_bare_gguf(package, tmp_path, iso
     for ref in (folder, folder / "manifest.json", "my-model", gguf_file):
         model = localai.load(ref)
         assert model.manifest.architecture == "nemotron_h"
-        assert model.manifest.thinking is not None and model.manifest.thinking.start == "<think>"
+        assert model.format.thinking is not None and model.format.thinking.start == "<think>"
         assert "<|assistant|>" in model.manifest.chat_template
         results.append(model.backend.logits(tokens))
         model.close()

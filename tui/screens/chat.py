@@ -20,7 +20,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from localai.chat import ContentDelta, Conversation, Final, Notice, ReasoningDelta, options, turn_settings
+from localai.chat import ContentDelta, Final, Notice, ReasoningDelta, options, turn_settings
+from localai.conversation import Conversation
 from localai.errors import LocalAIError, describe
 from localai.files import write_text_atomic
 from localai.model import Model
@@ -61,7 +62,7 @@ class ChatScreen(Screen[None]):
         self.conversation = Conversation(model, system=system)
         self.overrides = {k: v for k, v in settings.items() if v is not None}
         opts = options(model.manifest.generation_defaults, **self.overrides)
-        thinking = model.manifest.thinking is not None
+        thinking = model.format.thinking is not None
         self.initial = {"think": (opts.think if opts.think is not None else True) if thinking else None,
                         "budget": opts.reasoning_budget, "temperature": opts.sampling.temperature,
                         "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}

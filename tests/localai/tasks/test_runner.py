@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import localai
@@ -32,7 +34,7 @@ def test_sweep_gives_one_row_per_budget_and_thinking_pays(demo_package):
 
 def test_a_sweep_needs_a_reasoning_model(package):
     model = localai.load(package("llama", "f16"))
-    model.manifest.thinking = None
+    model.format = dataclasses.replace(model.format, thinking=None)
     with pytest.raises(LocalAIError, match="no reasoning markers"):
         sweep(model, arithmetic, arithmetic.problems(1), [0])
     model.close()

@@ -1,0 +1,112 @@
+"""A chat history bound to a model: `Conversation.send` streams one answer and keeps it in the history."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from localai.chat import ChatOptions, Event, Final, Notice, options, turn_settings
+from localai.errors import LocalAIError
+from localai.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from localai.model import Model
+
+
+@dataclass
+class Conversation:
+    """A chat history bound to a model: `send` streams one answer and keeps it in the history.
+
+    Assistant turns are stored with their reasoning in think markers; the model's template decides
+    whether earlier reasoning is shown to the model again. Each stored answer also carries the settings it
+    was made with (`settings`: thinking, budget, sampling, max tokens), so a saved chat ties every answer
+    back to the controls; templates never read that key.
+    """
+
+    model: Model
+    system: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.system and not self.messages:
+            self.messages.append({"role": "system", "content": self.system})
+
+    def send(self, text: str, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
+        """Stream the answer to `text`; once it is final (or cancelled: the partial answer), it joins the history."""
+        request = [*self.messages, {"role": "user", "content": text}]
+        final: Final | None = None
+        dropped = 0
+        for event in self.model.chat(request, cancel=cancel, **{**self.settings, **overrides}):
+            if isinstance(event, Final):
+                final = event
+            elif isinstance(event, Notice):
+                dropped += event.dropped_messages
+            yield event
+        if final is not None:
+            first = 1 if request[0].get("role") == "system" else 0
+            del request[first : first + dropped]
+            made_with = turn_settings(self.options(**overrides))
+            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final), "settings": made_with}]
+
+    def options(self, **overrides: Any) -> ChatOptions:
+        """The settings a turn sent with `overrides` uses (the package's defaults under this chat's settings)."""
+        return options(self.model.manifest.generation_defaults, **{**self.settings, **overrides})
+
+    def _stored(self, final: Final) -> str:
+        markers = self.model.format.thinking
+        if markers and final.reasoning:
+            return f"{markers.start}\n{final.reasoning}\n{markers.end}\n\n{final.content}"
+        return final.content
+
+    def regenerate(self, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
+        """Answer the last user message again; the last answer is replaced once the new one exists."""
+        if len(self.messages) < 2 or self.messages[-1]["role"] != "assistant" or self.messages[-2]["role"] != "user":
+            raise LocalAIError("there is no answer to regenerate yet")
+        before = list(self.messages)
+        question = before[-2]["content"]
+        self.messages[:] = before[:-2]
+        answered = False
+        try:
+            for event in self.send(question, cancel=cancel, **overrides):
+                answered = answered or isinstance(event, Final)
+                yield event
+        finally:
+            if not answered:
+                self.messages[:] = before
+
+    def reset(self) -> None:
+        self.messages[:] = [{"role": "system", "content": self.system}] if self.system else []
+
+    def save(self, path: Path) -> None:
+        """Write the conversation as JSON (model name and messages)."""
+        data = {"model": self.model.manifest.name, "messages": list(self.messages)}
+        write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    def to_markdown(self) -> str:
+        """The conversation as a Markdown document; reasoning is kept in a collapsed details block."""
+        markers = self.model.format.thinking
+        lines = [f"# Chat with {self.model.manifest.name}", ""]
+        for message in self.messages:
+            content = str(message["content"])
+            if markers and message["role"] == "assistant" and markers.end in content:
+                thought, _, content = content.partition(markers.end)
+                thought = thought.replace(markers.start, "", 1).strip()
+                lines += ["**assistant**", "", "<details><summary>Thinking</summary>", "", thought, "", "</details>",
+                          "", content.strip(), ""]
+            else:
+                lines += [f"**{message['role']}**", "", content.strip(), ""]
+            if message.get("settings"):
+                lines += [f"<sub>{_describe(message['settings'])}</sub>", ""]
+        return "\n".join(lines)
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    think = {True: "on", False: "off", None: "default"}[settings.get("think")]
+    budget = settings.get("reasoning_budget")
+    return (f"thinking {think} · budget {'unlimited' if budget is None else budget} · temperature "
+            f"{settings.get('temperature')} · top_p {settings.get('top_p')} · max tokens {settings.get('max_tokens')}")
