@@ -18,8 +18,8 @@ from pathlib import Path
 from convert_gguf import CONFIG, build_checkpoint
 
 import localai
-from localai.chat import collect
 from localai.conversation import Conversation
+from localai.events import collect
 from localai.model import resolve
 
 SETTINGS = {"temperature": 0.0, "max_tokens": 24, "think": False}

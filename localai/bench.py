@@ -208,8 +208,8 @@ def _generation(backend: Any, first: int, n: int) -> dict[str, Any]:
 
 
 def _chat(model: Any, turns: int) -> dict[str, Any]:
-    from localai.chat import Notice, collect
     from localai.conversation import Conversation
+    from localai.events import Notice, collect
 
     model.turn_states.clear()
     conversation = Conversation(model, system=CHAT_SYSTEM, settings=CHAT_SETTINGS)

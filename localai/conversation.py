@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localai.chat import ChatOptions, Event, Final, Notice, options, turn_settings
 from localai.errors import LocalAIError
+from localai.events import Event, Final, Notice
 from localai.files import write_text_atomic
+from localai.options import ChatOptions, options, turn_settings
 
 if TYPE_CHECKING:
     from localai.model import Model

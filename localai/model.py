@@ -13,6 +13,8 @@ from localai import store
 from localai.backends import Backend, backend_for
 from localai.chat_format import ChatFormat
 from localai.errors import PackageError
+from localai.events import Event, Final, collect
+from localai.options import options
 from localai.package import MANIFEST_NAME, Artifact, Manifest, Package
 from localai.turn_state import DEFAULT_SNAPSHOTS, TurnStates
 
@@ -38,22 +40,22 @@ class Model:
         return self.package.manifest
 
     def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, cancel: threading.Event | None = None,
-             **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
+             **settings: Any) -> Iterator[Event] | Final:
         """Answer a conversation. `settings`: think, reasoning_budget, reasoning_grace, max_tokens,
         temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, context_policy (None = the
         package's default). Streams events, or returns the final event when `stream` is False; setting
         `cancel` ends the answer early."""
-        opts = chat_engine.options(self.manifest.generation_defaults, **settings)
+        opts = options(self.manifest.generation_defaults, **settings)
         states = self.turn_states if self.turn_states.capacity else None
         events = chat_engine.chat(self.backend, self.format, messages, opts, turn_states=states, cancel=cancel)
-        return events if stream else chat_engine.collect(events)
+        return events if stream else collect(events)
 
     def complete(self, text: str, *, stream: bool = True, cancel: threading.Event | None = None,
-                 **settings: Any) -> Iterator[chat_engine.Event] | chat_engine.Final:
+                 **settings: Any) -> Iterator[Event] | Final:
         """Continue `text` as is: no chat template, no reasoning handling."""
-        opts = chat_engine.options(self.manifest.generation_defaults, **settings)
+        opts = options(self.manifest.generation_defaults, **settings)
         events = chat_engine.complete(self.backend, self.format, text, opts, cancel=cancel)
-        return events if stream else chat_engine.collect(events)
+        return events if stream else collect(events)
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The conversation as the model's chat template writes it (fallback template if it has none)."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localai.chat import Final
+from localai.events import Final
 from localai.files import write_text_atomic
 from localai.machine import gpu_memory_used_bytes, process_rss_bytes
 

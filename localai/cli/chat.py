@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_app(args: argparse.Namespace) -> int:
     from localai import store
-    from localai.chat import options
+    from localai.options import options
     from tui.app import ChatApp
 
     options({}, **generation_settings(args))  # bad settings: one line now, not an error inside the app

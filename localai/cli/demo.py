@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _one_turn(package: Path, question: str, settings: dict[str, object], threads: int | None) -> int:
     import localai
-    from localai.chat import Final
     from localai.cli.run import Printer
+    from localai.events import Final
 
     model = localai.load(package, n_threads=threads)
     try:

@@ -9,7 +9,8 @@ import sys
 from typing import Any
 
 from localai.backends.base import DEVICES
-from localai.chat import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING, ContentDelta, Final, Notice, ReasoningDelta
+from localai.events import ContentDelta, Final, Notice, ReasoningDelta
+from localai.options import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING
 
 THREADS_HELP = "CPU threads, fixed (default: every physical core, fewer while other processes keep cores busy)"
 

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
-from localai.chat import collect
 from localai.conversation import Conversation
 from localai.errors import LocalAIError
+from localai.events import collect
 from localai.model import Model
 
 

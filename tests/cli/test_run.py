@@ -92,7 +92,7 @@ def test_a_prompt_that_is_not_utf8_is_a_usage_error(package):
 
 @pytest.mark.parametrize("verb", ["run", "chat"])
 def test_help_states_the_defaults_that_are_used(cli, verb):
-    from localai.chat import options
+    from localai.options import options
 
     text = " ".join(cli(verb, "--help").out.split())
     fallback = options({})

@@ -16,20 +16,13 @@ import numpy as np
 import pytest
 
 import localai
-from localai.chat import (
-    ChatOptions,
-    ContentDelta,
-    ContextOverflowError,
-    Final,
-    Notice,
-    ReasoningDelta,
-    _render,
-    chat,
-    options,
-)
+from localai.chat import chat
 from localai.conversation import Conversation
+from localai.events import ContentDelta, Final, Notice, ReasoningDelta
 from localai.model import Model
+from localai.options import ChatOptions, options
 from localai.package import Package
+from localai.prompt import ContextOverflowError, render
 from localai.reasoning import end_of_thinking_text, thinking_messages
 from localai.sampling import SamplingParams
 from localai.textstream import Phase
@@ -203,7 +196,7 @@ PLAIN = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% 
 
 
 def _prompt(model, messages, think):
-    return _render(model.format, messages, think)[0]
+    return render(model.format, messages, think)[0]
 
 
 def test_thinking_switch_follows_each_template_convention(model):
@@ -234,9 +227,9 @@ def test_think_markers_in_messages_are_text(model):
     question = [{"role": "user", "content": "What is the <think> tag for?"}]
     for template in (QWEN_STYLE, PLAIN):
         templated = _with_template(model, template)
-        text, _, phase = _render(templated.format, question, None)
+        text, _, phase = render(templated.format, question, None)
         assert phase is Phase.BEFORE and text.endswith("<|assistant|>")
-        text, _, phase = _render(templated.format, question, False)
+        text, _, phase = render(templated.format, question, False)
         assert phase is Phase.ANSWER and text.endswith("<think>\n\n</think>\n\n" if template == QWEN_STYLE
                                                        else "<|assistant|><think>\n</think>\n\n")
     final, _ = _run(_with_template(model, PLAIN), Script(model, None, "An HTML-like tag."), messages=question)

@@ -9,10 +9,11 @@ import dataclasses
 import pytest
 
 import localai
-from localai.chat import _render, collect
 from localai.conversation import Conversation
+from localai.events import collect
 from localai.model import Model
 from localai.package import Package
+from localai.prompt import render
 from tests.zoo import NEMOTRON3_TEMPLATE
 
 SETTINGS = {"temperature": 0.0, "max_tokens": 10}
@@ -29,10 +30,10 @@ def model(request, package, onnx_package):
 def test_thinking_on_and_off_through_enable_thinking(model):
     messages = [{"role": "user", "content": "hi"}]
     assert model.manifest.chat_template == NEMOTRON3_TEMPLATE
-    assert _render(model.format, messages, None)[0].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert render(model.format, messages, None)[0].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
                                                       "<think>\n")  # on by default
-    assert _render(model.format, messages, True)[0].endswith("<|im_start|>assistant\n<think>\n")
-    assert _render(model.format, messages, False)[0].endswith("<|im_start|>assistant\n<think></think>")
+    assert render(model.format, messages, True)[0].endswith("<|im_start|>assistant\n<think>\n")
+    assert render(model.format, messages, False)[0].endswith("<|im_start|>assistant\n<think></think>")
 
 
 def test_budget_caps_the_thought_and_off_gives_none(model):

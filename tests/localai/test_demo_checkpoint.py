@@ -8,8 +8,8 @@ import transformers
 from tokenizers import Tokenizer
 
 import localai
-from localai.chat import _render
 from localai.cli.demo import checkpoint
+from localai.prompt import render
 from localai.tasks import arithmetic
 from localai.tasks.runner import score, score_conversations
 
@@ -36,7 +36,7 @@ def reference_correct(packages) -> int:
     right = 0
     with torch.no_grad():
         for problem in SAMPLE:
-            prompt, _, _ = _render(model.format, [{"role": "user", "content": problem.question}], True)
+            prompt, _, _ = render(model.format, [{"role": "user", "content": problem.question}], True)
             ids = model.tokenize_prompt(prompt)
             out = hf.generate(torch.tensor([ids]), max_new_tokens=400, do_sample=False, eos_token_id=end,
                               pad_token_id=0)

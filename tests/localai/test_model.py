@@ -12,8 +12,8 @@ import pytest
 
 import localai
 from converters import convert
-from localai.chat import Final, Notice
 from localai.errors import BackendError, PackageError
+from localai.events import Final, Notice
 
 
 def test_load_by_folder_manifest_store_name_and_bare_gguf(package, tmp_path, isolated_store):

@@ -10,8 +10,9 @@ import pytest
 
 import localai
 from localai.backends.base import BackendState
-from localai.chat import _render, collect
 from localai.conversation import Conversation
+from localai.events import collect
+from localai.prompt import render
 from localai.turn_state import TurnStates, prefill
 
 SETTINGS = {"temperature": 0.0, "max_tokens": 12, "think": True, "reasoning_budget": 6}
@@ -24,7 +25,7 @@ def _load(fmt, name, package, onnx_package, **options):
 
 
 def _prompt(model, messages):
-    text, history, _ = _render(model.format, messages, True)
+    text, history, _ = render(model.format, messages, True)
     prompt, boundary = model.tokenize_prompt(text), len(model.tokenize_prompt(history))
     return prompt, boundary
 

@@ -20,11 +20,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from localai.chat import ContentDelta, Final, Notice, ReasoningDelta, options, turn_settings
 from localai.conversation import Conversation
 from localai.errors import LocalAIError, describe
+from localai.events import ContentDelta, Final, Notice, ReasoningDelta
 from localai.files import write_text_atomic
 from localai.model import Model
+from localai.options import options, turn_settings
 from localai.profiling import TurnMetrics, export_metrics
 from tui.widgets.controls import ControlPanel
 from tui.widgets.profiling import ProfilingPanel
