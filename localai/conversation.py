@@ -42,7 +42,7 @@ class Conversation:
         request = [*self.messages, {"role": "user", "content": text}]
         final: Final | None = None
         dropped = 0
-        for event in self.model.chat(request, cancel=cancel, **{**self.settings, **overrides}):
+        for event in self.model.stream_chat(request, cancel=cancel, **{**self.settings, **overrides}):
             if isinstance(event, Final):
                 final = event
             elif isinstance(event, Notice):

@@ -39,23 +39,27 @@ class Model:
     def manifest(self) -> Manifest:
         return self.package.manifest
 
-    def chat(self, messages: list[dict[str, Any]], *, stream: bool = True, cancel: threading.Event | None = None,
-             **settings: Any) -> Iterator[Event] | Final:
-        """Answer a conversation. `settings`: think, reasoning_budget, reasoning_grace, max_tokens,
-        temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, context_policy (None = the
-        package's default). Streams events, or returns the final event when `stream` is False; setting
-        `cancel` ends the answer early."""
+    def stream_chat(self, messages: list[dict[str, Any]], *, cancel: threading.Event | None = None,
+                    **settings: Any) -> Iterator[Event]:
+        """Answer a conversation, streaming events (localai/events.py). `settings`: think, reasoning_budget,
+        reasoning_grace, max_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed, stop,
+        context_policy (None = the package's default); setting `cancel` ends the answer early."""
         opts = options(self.manifest.generation_defaults, **settings)
         states = self.turn_states if self.turn_states.capacity else None
-        events = chat_engine.chat(self.backend, self.format, messages, opts, turn_states=states, cancel=cancel)
-        return events if stream else collect(events)
+        return chat_engine.chat(self.backend, self.format, messages, opts, turn_states=states, cancel=cancel)
 
-    def complete(self, text: str, *, stream: bool = True, cancel: threading.Event | None = None,
-                 **settings: Any) -> Iterator[Event] | Final:
-        """Continue `text` as is: no chat template, no reasoning handling."""
+    def chat(self, messages: list[dict[str, Any]], *, cancel: threading.Event | None = None, **settings: Any) -> Final:
+        """`stream_chat` run to its end: the final event."""
+        return collect(self.stream_chat(messages, cancel=cancel, **settings))
+
+    def stream_complete(self, text: str, *, cancel: threading.Event | None = None, **settings: Any) -> Iterator[Event]:
+        """Continue `text` as is, streaming: no chat template, no reasoning handling."""
         opts = options(self.manifest.generation_defaults, **settings)
-        events = chat_engine.complete(self.backend, self.format, text, opts, cancel=cancel)
-        return events if stream else collect(events)
+        return chat_engine.complete(self.backend, self.format, text, opts, cancel=cancel)
+
+    def complete(self, text: str, *, cancel: threading.Event | None = None, **settings: Any) -> Final:
+        """`stream_complete` run to its end: the final event."""
+        return collect(self.stream_complete(text, cancel=cancel, **settings))
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The conversation as the model's chat template writes it (fallback template if it has none)."""

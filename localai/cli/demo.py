@@ -100,7 +100,7 @@ def _one_turn(package: Path, question: str, settings: dict[str, object], threads
               f"{model.backend.name})")
         print(f"user: {question}")
         printer = Printer()
-        for event in model.chat([{"role": "user", "content": question}], **settings):
+        for event in model.stream_chat([{"role": "user", "content": question}], **settings):
             printer(event)
             if isinstance(event, Final):
                 usage = event.usage

@@ -118,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
     model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads, device=args.device)
     try:
         if args.raw:
-            events = model.complete(args.prompt, **settings)
+            events = model.stream_complete(args.prompt, **settings)
         else:
             messages = [{"role": "system", "content": args.system}] if args.system else []
-            events = model.chat([*messages, {"role": "user", "content": args.prompt}], **settings)
+            events = model.stream_chat([*messages, {"role": "user", "content": args.prompt}], **settings)
         printer = None if args.json else Printer()
         final: Final | None = None
         for event in events:

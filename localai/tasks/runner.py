@@ -37,7 +37,7 @@ def score(model: Model, task: ModuleType, problems: list[Any], *, on_problem: Ca
     latency = 0.0
     for problem in problems:
         started = time.perf_counter()
-        final = collect(model.chat([{"role": "user", "content": problem.question}], **settings))
+        final = model.chat([{"role": "user", "content": problem.question}], **settings)
         latency += time.perf_counter() - started
         correct += task.is_correct(final.content, problem)
         reasoning += final.usage.reasoning_tokens

@@ -261,9 +261,9 @@ def test_context_overflow_drops_oldest_turns_or_refuses(package):
         assert dropped and len(conversation.messages) == len(history) - dropped + 1  # the history forgot them too
         assert history[0] not in conversation.messages
         with pytest.raises(ContextOverflowError, match="context holds 96"):
-            list(small.chat(history, context_policy="error", max_tokens=4))
+            list(small.stream_chat(history, context_policy="error", max_tokens=4))
         with pytest.raises(ContextOverflowError):
-            list(small.chat([{"role": "user", "content": turn * 5}], max_tokens=4))
+            list(small.stream_chat([{"role": "user", "content": turn * 5}], max_tokens=4))
     finally:
         small.close()
 
@@ -343,8 +343,7 @@ def test_closing_the_model_under_a_generating_thread_is_an_error_not_a_crash(pac
 
     def generate():
         try:
-            model.chat([{"role": "user", "content": "go"}], max_tokens=15000, temperature=0.0, think=False,
-                       stream=False)
+            model.chat([{"role": "user", "content": "go"}], max_tokens=15000, temperature=0.0, think=False)
             outcome.append("finished")
         except localai.LocalAIError as exc:
             outcome.append(str(exc))

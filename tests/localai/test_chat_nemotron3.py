@@ -38,9 +38,9 @@ def test_thinking_on_and_off_through_enable_thinking(model):
 
 def test_budget_caps_the_thought_and_off_gives_none(model):
     question = [{"role": "user", "content": "What is 2 + 2?"}]
-    capped = collect(model.chat(question, think=True, reasoning_budget=4, reasoning_grace=0, **SETTINGS))
+    capped = model.chat(question, think=True, reasoning_budget=4, reasoning_grace=0, **SETTINGS)
     assert capped.usage.reasoning_tokens == 4 and capped.reasoning
-    off = collect(model.chat(question, think=False, **SETTINGS))
+    off = model.chat(question, think=False, **SETTINGS)
     assert (off.reasoning, off.usage.reasoning_tokens) == ("", 0)
 
 

@@ -60,11 +60,11 @@ def test_model_without_chat_template_uses_the_fallback_and_says_so(small_checkpo
     model = localai.load(next(package.root.glob("*.gguf")))
     assert model.manifest.chat_template is None
     assert model.render([{"role": "user", "content": "hello"}]) == "User: hello\nAssistant:"
-    events = list(model.chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
+    events = list(model.stream_chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
     notices = [e.text for e in events if isinstance(e, Notice)]
     assert len(notices) == 1 and "no chat template" in notices[0]
     assert isinstance(events[-1], Final)
-    again = list(model.chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
+    again = list(model.stream_chat([{"role": "user", "content": "hello"}], max_tokens=4, think=False))
     assert not [e for e in again if isinstance(e, Notice)]  # said once per loaded model
     model.close()
 
@@ -81,7 +81,7 @@ def test_backend_refuses_bad_token_ids_and_context_overflow(package):
     with pytest.raises(BackendError, match="context full"):
         backend.eval(list(range(7)))
     prompt = "".join(backend.token_bytes(t).decode() for t in range(30, 42))
-    final = model.complete(prompt, max_tokens=50, temperature=0, stream=False)
+    final = model.complete(prompt, max_tokens=50, temperature=0)
     # the rest of the context fills up; one more token is still sampled from the last logits
     assert final.usage.prompt_tokens + final.usage.completion_tokens == 16 + 1
     assert final.finish_reason == "length"
@@ -122,7 +122,7 @@ def test_runtime_and_converter_never_import_torch_or_transformers(small_checkpoi
         "from converters import convert\n"
         f"package = convert({str(small_checkpoint)!r}, quant='q8_0', output=pathlib.Path({str(tmp_path / 'p')!r}))\n"
         "model = localai.load(package.root)\n"
-        "model.chat([{'role': 'user', 'content': 'hello'}], max_tokens=3, stream=False)\n"
+        "model.chat([{'role': 'user', 'content': 'hello'}], max_tokens=3)\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -128,10 +128,10 @@ def test_greedy_chat_equals_onnx_and_reuses_turn_state(fake_gpu, cli):
         model = localai.load(engine, n_ctx=256, turn_snapshots=snapshots)
         launches = fake_gpu.state.engines[-1].launches
         messages = [{"role": "user", "content": "rivers"}]
-        first = model.chat(messages, stream=False, max_tokens=8, temperature=0)
+        first = model.chat(messages, max_tokens=8, temperature=0)
         before = len(launches)
         messages += [{"role": "assistant", "content": first.content}, {"role": "user", "content": "apples"}]
-        processed.append((model.chat(messages, stream=False, max_tokens=8, temperature=0).content,
+        processed.append((model.chat(messages, max_tokens=8, temperature=0).content,
                           sum(n for _, n in launches[before:])))
         model.close()
     assert processed[1][0] == processed[0][0] and processed[1][1] < processed[0][1]
