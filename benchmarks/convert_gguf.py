@@ -134,14 +134,14 @@ def compare_tensors(ours: Path, theirs: Path, config: dict) -> dict[str, int | f
 
 
 def same_logits(a: Path, b: Path) -> float:
-    from localai.backends.llama_cpp import LlamaCppBackend
+    import localai
 
     tokens = np.random.default_rng(0).integers(0, 500, 64).tolist()
     logits = []
     for path in (a, b):
-        backend = LlamaCppBackend(path, n_ctx=256, kv_cache="f32")
-        logits.append(backend.logits(tokens))
-        backend.close()
+        model = localai.load(path, n_ctx=256, kv_cache="f32")
+        logits.append(model.backend.logits(tokens))
+        model.close()
     return float(np.abs(logits[0] - logits[1]).max())
 
 

@@ -23,7 +23,6 @@ from convert_gguf import LLAMA_CPP_RUNNER
 
 import localai
 from converters import convert, to_gguf
-from localai.backends.llama_cpp import LlamaCppBackend
 from tests import zoo
 
 GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
@@ -46,11 +45,11 @@ def llama_cpp_gguf(tree: str, checkpoint: Path, quant: str, workdir: Path) -> Pa
 
 
 def gguf_kl(path: Path, tokens: list[int], reference) -> float:
-    backend = LlamaCppBackend(path, n_ctx=256)
+    model = localai.load(path, n_ctx=256)
     try:
-        return zoo.mean_kl(reference, backend.logits(tokens))
+        return zoo.mean_kl(reference, model.backend.logits(tokens))
     finally:
-        backend.close()
+        model.close()
 
 
 def main() -> None:

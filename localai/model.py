@@ -92,12 +92,12 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     artifact = _runnable_artifact(package)
     for part in package.manifest.artifacts:  # an ONNX graph's weights are a second file
         _check_present(package, part)
-    path = package.path_of(artifact)
     # a TensorRT engine serves a context fixed when it was built
     limit = package.manifest.graph.get("tensorrt", {}).get("max_context", DEFAULT_CONTEXT)
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length, limit)
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
-    backend = backend_for(artifact.format)(path, n_ctx=context, n_threads=n_threads, kv_cache=cache, device=device)
+    backend = backend_for(artifact.format)(package, artifact, n_ctx=context, n_threads=n_threads, kv_cache=cache,
+                                           device=device)
     return Model.bind(package, backend, TurnStates(turn_snapshots))
 
 

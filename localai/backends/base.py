@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from localai.errors import BackendError
+from localai.package import Artifact, Package
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
@@ -86,7 +86,10 @@ class Backend(Protocol):
 
 
 class BackendFactory(Protocol):
-    def __call__(self, path: Path, *, n_ctx: int, n_threads: int | None, kv_cache: str, device: str) -> Backend: ...
+    """A backend class: it runs `artifact` of the opened `package` (which it never opens again)."""
+
+    def __call__(self, package: Package, artifact: Artifact, *, n_ctx: int, n_threads: int | None, kv_cache: str,
+                 device: str) -> Backend: ...
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from localai.backends.base import checked_tokens, guarded
 from localai.backends.hf_tokenizer import PackageTokenizer
-from localai.errors import BackendError, PackageError
-from localai.package import Manifest, Package
+from localai.errors import BackendError
 
 # the length of a K/V state that is one buffer for past and present (the ort flavour's fused attention):
 # the runtime allocates the context's size and binds `past_length`, the tokens in it
@@ -36,17 +34,13 @@ class GraphBackend:
         self._closed = False
 
     @staticmethod
-    def _open_manifest(path: Path, *, n_ctx: int, kv_cache: str, kind: str) -> Manifest:
-        """The manifest of the `kind` package (ONNX, TensorRT) holding `path`, after the checks of the
-        arguments every graph backend makes: its states stay in the graph's own types."""
+    def _check_options(n_ctx: int, kv_cache: str, kind: str) -> None:
+        """The checks of the arguments every graph backend (ONNX, TensorRT) makes: its states stay in the
+        graph's own types."""
         if n_ctx <= 0:
             raise BackendError(f"context size must be positive, got {n_ctx}")
         if kv_cache != "f32":
             raise BackendError(f"the {kind} graph keeps its states in its own types (asked for {kv_cache!r})")
-        try:
-            return Package.open(path.parent).manifest
-        except PackageError as exc:
-            raise BackendError(f"{path.name} is not inside a localai {kind} package: {exc}") from exc
 
     @property
     def n_past(self) -> int:

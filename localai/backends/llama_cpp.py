@@ -23,7 +23,6 @@ import contextlib
 import ctypes
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import llama_cpp
 import numpy as np
@@ -33,6 +32,7 @@ from localai.backends import llama_log
 from localai.backends.base import BackendState, checked_tokens, guarded
 from localai.backends.threads import Governor, ThreadPolicy
 from localai.errors import BackendError
+from localai.package import Artifact, Package
 
 _CTX_GRANULARITY = 256  # llama.cpp rounds context sizes up to this
 
@@ -70,8 +70,9 @@ class LlamaCppBackend:
     name = "llama.cpp"
     device = "cpu"
 
-    def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f16",
-                 device: str = "auto", n_batch: int = 512) -> None:
+    def __init__(self, package: Package, artifact: Artifact, *, n_ctx: int, n_threads: int | None = None,
+                 kv_cache: str = "f16", device: str = "auto", n_batch: int = 512) -> None:
+        path = package.path_of(artifact)
         if device not in ("auto", "cpu"):
             raise BackendError(f"the llama.cpp backend runs on the CPU only here (asked for {device!r})")
         if n_ctx <= 0:

@@ -24,6 +24,7 @@ from localai.backends.graph import KV_CAPACITY, GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
 from localai.backends.threads import SPINNING_DESCRIPTION, Governor, ThreadPolicy, onnx_runtime_spinning
 from localai.errors import BackendError
+from localai.package import Artifact, Package
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
@@ -83,10 +84,11 @@ class OnnxRuntimeBackend(GraphBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f32",
-                 device: str = "auto", n_batch: int = 512) -> None:
+    def __init__(self, package: Package, artifact: Artifact, *, n_ctx: int, n_threads: int | None = None,
+                 kv_cache: str = "f32", device: str = "auto", n_batch: int = 512) -> None:
         super().__init__()
-        manifest = self._open_manifest(path, n_ctx=n_ctx, kv_cache=kv_cache, kind="ONNX")
+        self._check_options(n_ctx, kv_cache, "ONNX")
+        manifest, path = package.manifest, package.path_of(artifact)
         spec = manifest.graph
         if not spec.get("inputs"):
             raise BackendError(f"package {manifest.name} does not describe its ONNX graph's inputs")

@@ -33,6 +33,7 @@ from localai.backends.cuda_device import CudaDevice
 from localai.backends.graph import GraphBackend
 from localai.backends.hf_tokenizer import PackageTokenizer
 from localai.errors import BackendError, LocalAIError
+from localai.package import Artifact, Package
 
 PREFILL, DECODE = 0, 1  # optimization profiles, in the order converters/to_tensorrt.py adds them
 LOGITS_TO_KEEP = "logits_to_keep"
@@ -80,12 +81,13 @@ class TensorRTBackend(GraphBackend):
     max_threads = 1  # the calling thread, which only launches GPU work
     thread_policy = "GPU"
 
-    def __init__(self, path: Path, *, n_ctx: int, n_threads: int | None = None, kv_cache: str = "f32",
-                 device: str = "auto", n_batch: int = 512) -> None:
+    def __init__(self, package: Package, artifact: Artifact, *, n_ctx: int, n_threads: int | None = None,
+                 kv_cache: str = "f32", device: str = "auto", n_batch: int = 512) -> None:
         super().__init__()
         if device not in ("auto", "tensorrt", "cuda"):
             raise BackendError(f"a TensorRT engine runs on an NVIDIA GPU only (asked for {device!r})")
-        manifest = self._open_manifest(path, n_ctx=n_ctx, kv_cache=kv_cache, kind="TensorRT")
+        self._check_options(n_ctx, kv_cache, "TensorRT")
+        manifest, path = package.manifest, package.path_of(artifact)
         built = manifest.graph.get("tensorrt", {})
         _check_machine(built)
         try:
