@@ -11,24 +11,26 @@ bounds, each against a way a template was seen to exhaust memory or time:
   larger than its inputs is checked before it runs: repetition and concatenation (`*`, `+`, `~`),
   `%` formatting and `str.format` widths, the str methods and filters that pad, join, replace, indent
   or wrap (`_ESTIMATES`), and powers and products of large integers. `lipsum` is gone.
-- **A render takes at most `RENDER_SECONDS`.** Loops nested over the sandbox's 100,000-item ranges
-  would otherwise run for days; the render is stopped by an exception raised in its thread.
+- **A render takes at most `RENDER_SECONDS` and `RENDER_MAX_GROWTH` more memory.** Loops nested over the
+  sandbox's 100,000-item ranges would otherwise run for days, and a loop can keep thousands of bounded
+  strings alive; a watchdog stops the render with an exception raised in its thread (`_Watchdog`).
 
 Any failure inside a template is a `ChatTemplateError`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+import psutil
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
@@ -46,6 +48,8 @@ MAX_STRING_CHARS = MAX_OUTPUT_CHARS  # any one string a template builds
 MAX_REPEATED_ITEMS = 1024 * 1024  # any one list or tuple a template builds
 MAX_INT_BITS = 1 << 16  # integers a template computes (2**64 needs 65)
 RENDER_SECONDS = 5.0  # real templates render in milliseconds
+RENDER_MAX_GROWTH = 256 << 20  # bytes of resident memory a render may add (a long chat's prompt: a few MB)
+WATCH_INTERVAL_S = 0.01
 
 
 class ChatTemplateError(LocalAIError):
@@ -106,8 +110,10 @@ def _expanded(value: Any, tabsize: Any = 8, **_: Any) -> int:
 
 
 def _formatted(value: Any, *args: Any, **kwargs: Any) -> int:
-    fmt = str(value)
-    return len(fmt) + _widths(fmt) + sum(len(str(a)) for a in (*args, *kwargs.values()))
+    """A format string's fields can take their widths from the arguments too (`{0:{1}}`, `%*s`): every
+    integer argument counts as one."""
+    fmt, values = str(value), (*args, *kwargs.values())
+    return len(fmt) + _widths(fmt) + sum(len(str(a)) + min(_count(a), 1 << 40) for a in values)
 
 
 _ESTIMATES: dict[str, Callable[..., int]] = {
@@ -211,7 +217,7 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
         _limit(len(left) + len(right), "concatenation (+)")
     if operator == "%" and isinstance(left, str):
-        _limit(len(left) + _widths(left) + len(str(right)), "% formatting")
+        _limit(_formatted(left, *(right if isinstance(right, tuple | list) else (right,))), "% formatting")
     if isinstance(left, int) and isinstance(right, int):
         bits = left.bit_length() * abs(right) if operator == "**" else left.bit_length() + right.bit_length()
         if operator in ("*", "**") and bits > MAX_INT_BITS:
@@ -236,37 +242,53 @@ _ENV = _environment()
 # --- rendering --------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Raise `_TooSlow` in this thread if the block runs longer than `seconds`. A template is pure Python
-    running in the interpreter, so an exception set on its thread (`PyThreadState_SetAsyncExc`) stops it
-    at the next bytecode; a pending one that lost the race with the block's end is cleared."""
-    target, lock, state = threading.get_ident(), threading.Lock(), {"done": False, "fired": False}
+class _Watchdog:
+    """Stops the render running in the thread that made it once it runs past `RENDER_SECONDS` or grows this
+    process's memory by more than `RENDER_MAX_GROWTH` bytes: sizes are checked per operation above, but a
+    loop can keep many bounded strings alive. A template is pure Python running in the interpreter, so an
+    exception set on its thread (`PyThreadState_SetAsyncExc`) stops it at the next bytecode; one that lost
+    the race with the render's end is cleared."""
 
-    def fire() -> None:
-        with lock:
-            if not state["done"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_TooSlow))
+    def __init__(self) -> None:
+        self.target, self.reason = threading.get_ident(), ""
+        self._lock, self._done, self._fired = threading.Lock(), threading.Event(), False
+        self._process = psutil.Process()
+        self._start_rss = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="template-watchdog")
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        with lock:
-            state["done"] = True
-        timer.cancel()
-        if state["fired"]:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        with self._lock:
+            if self._fired:  # it may not have reached the render yet
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), None)
+        self._thread.join()
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + RENDER_SECONDS
+        while not self._done.wait(WATCH_INTERVAL_S):
+            grown = self._process.memory_info().rss - self._start_rss
+            if time.monotonic() > deadline:
+                self._stop(f"it ran longer than {RENDER_SECONDS:g} s")
+            elif grown > RENDER_MAX_GROWTH:
+                self._stop(f"it took more than {RENDER_MAX_GROWTH >> 20} MB of memory")
+
+    def _stop(self, reason: str) -> None:
+        with self._lock:
+            if not self._done.is_set() and not self._fired:
+                self._fired, self.reason = True, reason
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), ctypes.py_object(_TooSlow))
+        self._done.set()
 
 
 def render(template: str, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
            **variables: Any) -> str:
     """Render `messages` with `template`; extra `variables` (bos_token, enable_thinking, ...) are passed in."""
     try:
-        with _deadline(RENDER_SECONDS):
+        with _Watchdog() as watchdog:
             compiled = _ENV.from_string(template)
             pieces, size = [], 0
             for piece in compiled.generate(messages=messages, add_generation_prompt=add_generation_prompt,
@@ -279,6 +301,6 @@ def render(template: str, messages: list[dict[str, Any]], *, add_generation_prom
     except ChatTemplateError:
         raise
     except _TooSlow:
-        raise ChatTemplateError(f"chat template failed: it ran longer than {RENDER_SECONDS:g} s") from None
+        raise ChatTemplateError(f"chat template failed: {watchdog.reason}") from None
     except Exception as exc:  # the template is foreign code: whatever it raises is its failure
         raise ChatTemplateError(f"chat template failed: {describe(exc)}") from exc

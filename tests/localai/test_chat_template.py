@@ -76,6 +76,9 @@ def _render_bounded(template: str) -> tuple[str, int]:
     ("{{ '%999999999s' % 'a' }}", "% formatting would build"),
     ("{{ '{:999999999}'.format('a') }}", "str.format would build"),
     ("{{ '%999999999s'|format('a') }}", "the format filter would build"),
+    ("{{ '{0:{1}}'.format('a', 999999999) }}", "str.format would build"),
+    ("{{ '%*s' % (999999999, 'a') }}", "% formatting would build"),
+    ("{{ '%*s'|format(999999999, 'a') }}", "the format filter would build"),
     ("{{ ('\\t' * 1000000).expandtabs(100) }}", "str.expandtabs would build"),
     ("{{ ('a' * 1000000)|replace('a', 'b' * 32) }}", "the replace filter would build"),
     ("{{ ('a' * 1000000).replace('a', 'b' * 32) }}", "str.replace would build"),
@@ -99,3 +102,13 @@ def test_real_templates_render_as_before():
                 "{{ '%-5s|' % m['role'] }}{{ '{:>6}'.format(m['role']) }}{{ m|tojson }}{% endfor %}")
     text = render(template, [{"role": "user", "content": " hi "}], add_generation_prompt=False)
     assert text == '<|user|>hia, buser |  user{"role": "user", "content": " hi "}'
+
+
+def test_a_render_that_keeps_many_bounded_strings_alive_is_stopped_by_its_memory():
+    """Each string stays under the size bound, but the loop keeps hundreds of them: the watchdog stops the render
+    once it has grown the process by 256 MB, before the child's 400 MB limit."""
+    bomb = ("{% set ns = namespace(items=[]) %}{% set s = 'a' * 1000000 %}"
+            "{% for i in range(100000) %}{% set ns.items = ns.items + [s.upper()] %}{% endfor %}{{ ns.items|length }}")
+    outcome, peak_kb = _render_bounded(bomb)
+    assert outcome.startswith("refused: chat template failed: it took more than 256 MB of memory"), outcome
+    assert peak_kb < 400_000, f"peak {peak_kb} kB"
