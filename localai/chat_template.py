@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -252,8 +253,7 @@ class _Watchdog:
     def __init__(self) -> None:
         self.target, self.reason = threading.get_ident(), ""
         self._lock, self._done, self._fired = threading.Lock(), threading.Event(), False
-        self._process = psutil.Process()
-        self._start_rss = self._process.memory_info().rss
+        self._start = _heap_bytes()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="template-watchdog")
 
     def __enter__(self) -> _Watchdog:
@@ -270,7 +270,7 @@ class _Watchdog:
     def _watch(self) -> None:
         deadline = time.monotonic() + RENDER_SECONDS
         while not self._done.wait(WATCH_INTERVAL_S):
-            grown = self._process.memory_info().rss - self._start_rss
+            grown = _heap_bytes() - self._start
             if time.monotonic() > deadline:
                 self._stop(f"it ran longer than {RENDER_SECONDS:g} s")
             elif grown > RENDER_MAX_GROWTH:
@@ -282,6 +282,17 @@ class _Watchdog:
                 self._fired, self.reason = True, reason
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.target), ctypes.py_object(_TooSlow))
         self._done.set()
+
+
+def _heap_bytes() -> int:
+    """Resident anonymous memory (Linux's RssAnon: heaps, not the model files other threads map in), or the
+    whole resident size where the OS does not say."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return int(psutil.Process().memory_info().rss)
+    line = next((line for line in status.splitlines() if line.startswith("RssAnon:")), None)
+    return int(line.split()[1]) * 1024 if line else int(psutil.Process().memory_info().rss)
 
 
 def render(template: str, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
