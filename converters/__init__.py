@@ -83,7 +83,7 @@ def convert(
     profiles' `max_context` and `max_prefill`). `mtp`: keep a checkpoint's multi-token-prediction head
     (GGUF only; ONNX and TensorRT leave it out, saying so through `notice`)."""
     fmt = output_format(to)
-    if threads is not None:
+    if threads:  # 0 or None: llama.cpp's quantizer picks
         ThreadPolicy.fixed(threads)  # the runtimes' bounds: llama.cpp's quantizer dies on thousands
     settings = fmt.check(Request(quant, flavor, block_size, compute_capabilities, max_context, max_prefill, threads))
     source = resolve_source(src)

@@ -51,15 +51,29 @@ class Outcome:
 
 def run(code: str, job: dict[str, Any]) -> Outcome:
     """Run the Python program `code` (see `program`) on `job` in a child process and wait for it."""
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
-        child = subprocess.run([sys.executable, "-c", code, json.dumps(job)], stdout=subprocess.PIPE, stderr=log,
-                               text=True, check=False)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+        # -P: the folder localai was started in (a stray checkout, a downloaded folder) is not put on sys.path
+        child = subprocess.run([sys.executable, "-P", "-c", code, json.dumps(job)], stdout=subprocess.PIPE,
+                               stderr=log, text=True, errors="replace", check=False)
         log.seek(0)
         errors = log.read().strip()
-    last = next((line for line in reversed(child.stdout.splitlines()) if line.startswith("{")), None)
-    message = json.loads(last) if last else {}
+    message = _last_message(child.stdout)
     result = message.get("result") if child.returncode == 0 else None
-    return Outcome(result, message.get("error"), child.returncode, errors.splitlines()[-1] if errors else "")
+    error = message.get("error")
+    return Outcome(result, str(error) if error is not None else None, child.returncode,
+                   errors.splitlines()[-1] if errors else "")
+
+
+def _last_message(stdout: str) -> dict[str, Any]:
+    """The child's report: its last line that is a JSON object (native code may print anything else)."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            return message
+    return {}
 
 
 def main(work: Callable[[dict[str, Any]], Any], job_text: str) -> int:

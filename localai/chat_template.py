@@ -35,6 +35,7 @@ import psutil
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localai.errors import LocalAIError, describe
@@ -67,7 +68,35 @@ def _raise_exception(message: str) -> None:
 
 def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     # transformers' tojson: no HTML escaping, non-ASCII kept
+    _limit(_text_size(value) * (6 if indent else 2), "the tojson filter")  # escapes and indentation included
     return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _text_size(value: Any) -> int:
+    """At least len(str(value)), counted without building it and given up past the bound: a list that holds
+    the same long list 400 times is small in memory and 1.2 G characters as text."""
+    size, stack = 0, [value]
+    while stack and size <= MAX_STRING_CHARS:
+        item = stack.pop()
+        if isinstance(item, str | bytes | bytearray):
+            size += len(item) + 3
+        elif isinstance(item, list | tuple | set | frozenset):
+            size += 2 + 2 * len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            size += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:  # numbers (bounded in bits), None, undefined values, namespaces
+            size += 24
+    return size
+
+
+def _text(value: Any, what: str) -> str:
+    """str(value) once its size is known to be within the bound."""
+    if not isinstance(value, str):
+        _limit(_text_size(value), what)
+    return str(value)
 
 
 # --- size estimates: an upper bound on the characters an operation produces, before it runs ---------
@@ -83,11 +112,11 @@ def _widths(fmt: str) -> int:
 
 
 def _padded(value: Any, width: Any = 0, *_: Any, **__: Any) -> int:
-    return max(len(str(value)), _count(width))
+    return max(len(_text(value, "padding")), _count(width))
 
 
 def _replaced(value: Any, old: Any = "", new: Any = "", count: Any = -1, **_: Any) -> int:
-    text, old, new = str(value), str(old), str(new)
+    text, old, new = _text(value, "replace"), _text(old, "replace"), _text(new, "replace")
     hits = text.count(old) if old else len(text) + 1
     if _count(count) > 0:
         hits = min(hits, count)
@@ -95,36 +124,50 @@ def _replaced(value: Any, old: Any = "", new: Any = "", count: Any = -1, **_: An
 
 
 def _indented(value: Any, width: Any = 4, *_: Any, **__: Any) -> int:
-    text = str(value)
+    text = _text(value, "indent")
     return len(text) + (text.count("\n") + 1) * (len(width) if isinstance(width, str) else _count(width))
 
 
 def _wrapped(value: Any, width: Any = 79, _break: Any = True, wrapstring: Any = None, *_: Any,
              **kwargs: Any) -> int:
-    text, wrap = str(value), kwargs.get("wrapstring", wrapstring) or "\n"
+    text, wrap = _text(value, "wordwrap"), _text(kwargs.get("wrapstring", wrapstring) or "\n", "wordwrap")
     return len(text) + (len(text) // max(1, _count(kwargs.get("width", width))) + text.count("\n") + 1) * len(wrap)
 
 
 def _expanded(value: Any, tabsize: Any = 8, **_: Any) -> int:
-    text = str(value)
+    text = _text(value, "expandtabs")
     return len(text) + text.count("\t") * _count(tabsize)
 
 
 def _formatted(value: Any, *args: Any, **kwargs: Any) -> int:
     """A format string's fields can take their widths from the arguments too (`{0:{1}}`, `%*s`): every
     integer argument counts as one."""
-    fmt, values = str(value), (*args, *kwargs.values())
-    return len(fmt) + _widths(fmt) + sum(len(str(a)) + min(_count(a), 1 << 40) for a in values)
+    fmt, values = _text(value, "formatting"), (*args, *kwargs.values())
+    return len(fmt) + _widths(fmt) + sum(_text_size(a) + min(_count(a), 1 << 40) for a in values)
+
+
+def _translated(value: Any, table: Any = None, *_: Any, **__: Any) -> int:
+    longest = max((_text_size(v) for v in table.values()), default=1) if isinstance(table, dict) else 1
+    return len(_text(value, "translate")) * max(1, longest)
 
 
 _ESTIMATES: dict[str, Callable[..., int]] = {
     "center": _padded, "ljust": _padded, "rjust": _padded, "zfill": _padded, "replace": _replaced,
     "indent": _indented, "wordwrap": _wrapped, "expandtabs": _expanded, "format": _formatted,
+    "format_map": _formatted, "translate": _translated,
 }
+# the str methods a template may call (others, such as encode, are refused): what chat templates use
+STR_METHODS = frozenset({
+    "capitalize", "casefold", "center", "count", "endswith", "expandtabs", "find", "format", "format_map", "index",
+    "isalnum", "isalpha", "isdigit", "isnumeric", "isspace", "istitle", "isupper", "islower", "join", "ljust",
+    "lower", "lstrip", "partition", "removeprefix", "removesuffix", "replace", "rfind", "rindex", "rjust",
+    "rpartition", "rsplit", "rstrip", "split", "splitlines", "startswith", "strip", "swapcase", "title",
+    "translate", "upper", "zfill",
+})
 
 
-def _joined(items: list[Any], separator: str) -> int:
-    return sum(len(str(item)) for item in items) + len(separator) * len(items)
+def _joined(items: list[Any], separator: Any) -> int:
+    return sum(_text_size(item) for item in items) + _text_size(separator) * len(items)
 
 
 def _limit(chars: int, what: str) -> None:
@@ -148,10 +191,32 @@ def _checked_join(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> Any:
         items = _bounded_list(value)
-        if attribute is None:
-            _limit(_joined(items, str(d)), "the join filter")
+        picked = items if attribute is None else list(map(make_attrgetter(eval_ctx.environment, attribute), items))
+        _limit(_joined(picked, d), "the join filter")
         return original(eval_ctx, items, d, attribute)
     return join
+
+
+def _checked_sum(original: Callable[..., Any]) -> Callable[..., Any]:
+    """sum() of sequences (`start=[]`) concatenates them: bounded like `+`."""
+    @functools.wraps(original)
+    def total(environment: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0) -> Any:
+        items = _bounded_list(iterable)
+        length = len(start) + sum(len(x) if isinstance(x, str | list | tuple) else 1 for x in items)
+        if isinstance(start, str | list | tuple) and length > MAX_REPEATED_ITEMS:
+            raise SecurityError(f"the sum filter would build a sequence of {length} items (at most "
+                                f"{MAX_REPEATED_ITEMS})")
+        return original(environment, items, attribute, start)
+    return total
+
+
+def _checked_text(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that writes its value as text (`string`, `pprint`): the text's size first."""
+    @functools.wraps(original)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _limit(_text_size(value) * 2, f"the {name} filter")
+        return original(value, *args, **kwargs)
+    return checked
 
 
 def _bounded_list(value: Iterable[Any]) -> list[Any]:
@@ -188,9 +253,8 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def concatenate(self, values: tuple[Any, ...]) -> str:
-        texts = [str(v) for v in values]
-        _limit(sum(map(len, texts)), "concatenation (~)")
-        return "".join(texts)
+        _limit(sum(map(_text_size, values)), "concatenation (~)")
+        return "".join(map(str, values))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_binop(operator, left, right)
@@ -199,11 +263,13 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # Jinja2 names them so
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox's formatter
         owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+        if isinstance(owner, str) and name not in STR_METHODS:
+            raise SecurityError(f"str.{name} is not available to templates")
         if isinstance(owner, str) and name == "join" and args:
             args = (_bounded_list(args[0]), *args[1:])
             _limit(_joined(args[0], owner), "str.join")
-        elif isinstance(owner, str) and name in _ESTIMATES | {"format_map": _formatted}:
-            _limit(_ESTIMATES.get(name, _formatted)(owner, *args, **kwargs), f"str.{name}")
+        elif isinstance(owner, str) and name in _ESTIMATES:
+            _limit(_ESTIMATES[name](owner, *args, **kwargs), f"str.{name}")
         return super().call(__context, __obj, *args, **kwargs)
 
 
@@ -213,7 +279,9 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         raise SecurityError("exponent too large")
     if operator == "*":
         for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > MAX_REPEATED_ITEMS:
+            repeated = isinstance(seq, str | bytes | bytearray | list | tuple) and isinstance(count, int)
+            # items, and the text they make (a list repeating one long list is short, its text is not)
+            if repeated and (len(seq) * count > MAX_REPEATED_ITEMS or _text_size(seq) * count > MAX_STRING_CHARS):
                 raise SecurityError("repetition too large")
     if operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
         _limit(len(left) + len(right), "concatenation (+)")
@@ -225,12 +293,23 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
             raise SecurityError(f"an integer of more than {MAX_INT_BITS} bits")
 
 
+def _finalized(value: Any) -> Any:
+    """Every `{{ ... }}` output: its text's size checked before Jinja2 writes it."""
+    if not isinstance(value, str):
+        _limit(_text_size(value), "output")
+    return value
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False)
+    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False,
+                          finalize=_finalized)
     env.filters["tojson"] = _tojson
     for name in ("center", "indent", "wordwrap", "format", "replace"):
         env.filters[name] = _checked_filter(name, env.filters[name])
     env.filters["join"] = _checked_join(env.filters["join"])
+    env.filters["sum"] = _checked_sum(env.filters["sum"])
+    for name in ("string", "pprint"):
+        env.filters[name] = _checked_text(name, env.filters[name])
     env.globals.pop("lipsum", None)  # lorem ipsum of any length: no chat template needs it
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)

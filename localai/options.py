@@ -27,18 +27,27 @@ class ChatOptions:
     context_policy: ContextPolicy = "drop_oldest"
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        if self.reasoning_budget is not None and self.reasoning_budget < 0:
-            raise ValueError(f"reasoning_budget must be >= 0, got {self.reasoning_budget}")
-        if self.reasoning_grace is not None and self.reasoning_grace < 0:
-            raise ValueError(f"reasoning_grace must be >= 0, got {self.reasoning_grace}")
+        # whole numbers only: these come from command lines and from a package's generation_config.json
+        if not _whole(self.max_tokens) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a whole number of at least 1, got {self.max_tokens!r}")
+        for name in ("reasoning_budget", "reasoning_grace"):
+            value = getattr(self, name)
+            if value is not None and (not _whole(value) or value < 0):
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.think not in (None, True, False):
+            raise ValueError(f"think must be true, false or unset, got {self.think!r}")
+        if not all(isinstance(text, str) for text in self.stop):
+            raise ValueError("stop strings must be strings")
         if self.context_policy not in ("drop_oldest", "error"):
             raise ValueError(f"context_policy must be 'drop_oldest' or 'error', got {self.context_policy!r}")
 
     @property
     def effective_think(self) -> bool | None:
         return False if self.reasoning_budget == 0 else self.think
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def turn_settings(opts: ChatOptions) -> dict[str, Any]:
@@ -59,7 +68,7 @@ def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
     sampling = {k: given.pop(k, defaults.get(k)) for k in sampling_keys}
     sampling = {k: v for k, v in sampling.items() if v is not None}
     if "max_tokens" not in given and defaults.get("max_new_tokens"):
-        given["max_tokens"] = int(defaults["max_new_tokens"])
+        given["max_tokens"] = defaults["max_new_tokens"]  # checked with the rest, below
     if "stop" in given:
         given["stop"] = tuple([given["stop"]] if isinstance(given["stop"], str) else given["stop"])
     try:

@@ -162,6 +162,9 @@ def _tokenizer(summary: dict[str, Any]) -> dict[str, Any]:
     singles = [v for k, v in summary.items() if k.endswith("_token_id") and v is not None]
     if not isinstance(ids, list) or not all(_is_id(i) for i in [*ids, *singles]):
         raise PackageError("malformed manifest: tokenizer token ids must be whole numbers >= 0")
+    texts = [v for k, v in summary.items() if k.endswith("_token") and v is not None]
+    if not all(isinstance(text, str) for text in texts) or not isinstance(summary.get("add_bos", False), bool):
+        raise PackageError("malformed manifest: tokenizer token texts must be strings and add_bos true or false")
     return summary
 
 

@@ -330,6 +330,7 @@ def test_a_manifest_that_links_out_of_its_package_is_refused(cli, stored, tmp_pa
     ({"tokenizer": ["eos_token_ids", 2]}, "tokenizer must be a JSON object"),
     ({"tokenizer": {"eos_token_ids": "2"}}, "tokenizer token ids must be whole numbers"),
     ({"tokenizer": {"eos_token_id": -1}}, "tokenizer token ids must be whole numbers"),
+    ({"tokenizer": {"bos_token": 5}}, "tokenizer token texts must be strings"),
     ({"context_length": 2**40}, "context_length must be a whole number"),
     ({"context_length": True}, "context_length must be a whole number"),
     ({"architecture": ["llama"]}, "architecture must be a JSON string"),

@@ -355,3 +355,14 @@ def test_closing_the_model_under_a_generating_thread_is_an_error_not_a_crash(pac
     model.close()
     worker.join(timeout=30)
     assert outcome == ["the model has been closed"]
+
+
+@pytest.mark.parametrize(("defaults", "fragment"), [
+    ({"max_new_tokens": float("inf")}, "max_tokens must be a whole number"),
+    ({"max_new_tokens": "abc"}, "max_tokens must be a whole number"),
+    ({"max_new_tokens": [1]}, "max_tokens must be a whole number"),
+    ({"temperature": "hot"}, "temperature must be >= 0"),
+])
+def test_generation_defaults_from_a_package_are_checked_like_any_setting(defaults, fragment):
+    with pytest.raises(localai.LocalAIError, match=fragment):
+        options(defaults)

@@ -54,6 +54,9 @@ print(next(line.split()[1] for line in open("/proc/self/status") if line.startsw
 """
 
 
+SEVENTEEN_MB = "{% set s = 'a' * 1000000 %}"  # 17 of these make one more than the 16 M characters allowed
+
+
 def _render_bounded(template: str) -> tuple[str, int]:
     """The outcome of rendering `template` in a child allowed 400 MB of data, and its peak RSS in kB."""
     result = subprocess.run([sys.executable, "-c", _RENDER_IN_A_BOUND, template], capture_output=True, text=True,
@@ -69,8 +72,25 @@ def _render_bounded(template: str) -> tuple[str, int]:
      "concatenation (~) would build"),
     ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
      "concatenation (+) would build"),
-    ("{{ (('a' * 1000000,) * 1000)|join }}", "the join filter would build"),
-    ("{{ ''.join(('a' * 1000000,) * 1000) }}", "str.join would build"),
+    ("{{ (('a' * 1000000,) * 1000)|join }}", "repetition too large"),
+    (SEVENTEEN_MB + "{{ [s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s]|join }}", "the join filter would build"),
+    (SEVENTEEN_MB + "{{ ''.join([s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s]) }}", "str.join would build"),
+    (SEVENTEEN_MB + "{{ [{'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, "
+     "{'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}, {'x': s}]|join('', attribute='x') }}",
+     "the join filter would build"),
+    ("{{ ('a'.encode() * 1500000000)|length }}", "str.encode is not available"),
+    ("{{ ('a' * 1000000).translate({97: 'x' * 1500})|length }}", "str.translate would build"),
+    ("{% set row = [0] * 100000 %}{{ [row, row, row, row, row, row, row, row, row, row] * 40 }}",
+     "repetition too large"),
+    ("{% set row = [0] * 100000 %}{{ [row, row, row, row, row, row, row, row, row, row] }}", "output would build"),
+    ("{% set row = [0] * 100000 %}{{ [row, row, row, row, row, row, row, row, row, row]|string|length }}",
+     "the string filter would build"),
+    ("{% set row = [0] * 100000 %}{{ 'x' ~ [row, row, row, row, row, row, row, row, row, row] }}",
+     "concatenation (~) would build"),
+    ("{% set row = [0] * 100000 %}{{ [row, row, row, row, row, row, row, row, row, row]|tojson|length }}",
+     "the tojson filter would build"),
+    ("{% set row = [0] * 100000 %}{{ [row, row, row, row, row, row, row, row, row, row, row]|sum(start=[]) }}",
+     "the sum filter would build"),
     ("{{ 'a'.center(1000000000) }}", "str.center would build"),
     ("{{ 'a'|center(1000000000) }}", "the center filter would build"),
     ("{{ '%999999999s' % 'a' }}", "% formatting would build"),
