@@ -202,10 +202,11 @@ def _checked_sum(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def total(environment: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0) -> Any:
         items = _bounded_list(iterable)
-        length = len(start) + sum(len(x) if isinstance(x, str | list | tuple) else 1 for x in items)
-        if isinstance(start, str | list | tuple) and length > MAX_REPEATED_ITEMS:
-            raise SecurityError(f"the sum filter would build a sequence of {length} items (at most "
-                                f"{MAX_REPEATED_ITEMS})")
+        if isinstance(start, str | list | tuple):  # numbers add up to one number: nothing to bound
+            length = len(start) + sum(len(x) if isinstance(x, str | list | tuple) else 1 for x in items)
+            if length > MAX_REPEATED_ITEMS:
+                raise SecurityError(f"the sum filter would build a sequence of {length} items (at most "
+                                    f"{MAX_REPEATED_ITEMS})")
         return original(environment, items, attribute, start)
     return total
 

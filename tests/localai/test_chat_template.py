@@ -122,6 +122,10 @@ def test_real_templates_render_as_before():
                 "{{ '%-5s|' % m['role'] }}{{ '{:>6}'.format(m['role']) }}{{ m|tojson }}{% endfor %}")
     text = render(template, [{"role": "user", "content": " hi "}], add_generation_prompt=False)
     assert text == '<|user|>hia, buser |  user{"role": "user", "content": " hi "}'
+    others = ("{{ [1, 2, 3]|sum }} {{ [[1], [2]]|sum(start=[]) }} {{ ['x', 'y']|join('-') }} {{ 42 }} "
+              "{{ [1, 2]|string }} {{ {'a': 1}|pprint }} {{ 'ab'.upper() ~ 7 }} {{ 'a b'.split() }} "
+              "{{ 'x'|center(5) }}")
+    assert render(others, []) == "6 [1, 2] x-y 42 [1, 2] {'a': 1} AB7 ['a', 'b']   x  "
 
 
 def test_a_render_that_keeps_many_bounded_strings_alive_is_stopped_by_its_memory():
