@@ -49,6 +49,7 @@ MAX_OUTPUT_CHARS = 16 * 1024 * 1024  # far beyond any context window
 MAX_STRING_CHARS = MAX_OUTPUT_CHARS  # any one string a template builds
 MAX_REPEATED_ITEMS = 1024 * 1024  # any one list or tuple a template builds
 MAX_INT_BITS = 1 << 16  # integers a template computes (2**64 needs 65)
+MAX_DEPTH = 200  # lists and dicts inside each other
 RENDER_SECONDS = 5.0  # real templates render in milliseconds
 RENDER_MAX_GROWTH = 256 << 20  # bytes of resident memory a render may add (a long chat's prompt: a few MB)
 WATCH_INTERVAL_S = 0.01
@@ -74,22 +75,28 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
 
 def _text_size(value: Any) -> int:
     """At least len(str(value)), counted without building it and given up past the bound: a list that holds
-    the same long list 400 times is small in memory and 1.2 G characters as text."""
-    size, stack = 0, [value]
-    while stack and size <= MAX_STRING_CHARS:
-        item = stack.pop()
+    the same long list 400 times is small in memory and 1.2 G characters as text. Each container is measured
+    once (aliasing is the attack), at most `MAX_DEPTH` deep."""
+    measured: dict[int, int] = {}
+
+    def size(item: Any, depth: int) -> int:
         if isinstance(item, str | bytes | bytearray):
-            size += len(item) + 3
-        elif isinstance(item, list | tuple | set | frozenset):
-            size += 2 + 2 * len(item)
-            stack.extend(item)
-        elif isinstance(item, dict):
-            size += 2 + 4 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        else:  # numbers (bounded in bits), None, undefined values, namespaces
-            size += 24
-    return size
+            return len(item) + 3
+        if not isinstance(item, list | tuple | set | frozenset | dict):
+            return 24  # numbers (bounded in bits), None, undefined values, namespaces
+        if id(item) in measured:
+            return measured[id(item)]
+        if depth > MAX_DEPTH:
+            raise SecurityError(f"values nested more than {MAX_DEPTH} deep")
+        total = 2 + 4 * len(item)
+        for part in (*item.keys(), *item.values()) if isinstance(item, dict) else item:
+            total += size(part, depth + 1)
+            if total > MAX_STRING_CHARS:
+                break
+        measured[id(item)] = total
+        return total
+
+    return size(value, 0)
 
 
 def _text(value: Any, what: str) -> str:
