@@ -19,6 +19,7 @@ from typing import Any
 from converters.architecture import Architecture
 from converters.checkpoint import Checkpoint, read_json
 from converters.formats import OUTPUT_FORMATS, Job, OutputFormat, Progress, Request, output_format
+from converters.hparams import shown
 from converters.source import resolve_source
 from converters.tensors import check_sources, parameter_counts
 from converters.vocab import read_hf_tokenizer
@@ -51,7 +52,7 @@ def architecture_for(config: dict) -> Architecture:
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ConversionError(
-            f"unsupported model_type {repr(model_type)[:60]}; supported: {', '.join(sorted(ARCHITECTURES))}"
+            f"unsupported model_type {shown(model_type)}; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
     module: Architecture = importlib.import_module(f"converters.{ARCHITECTURES[model_type]}")  # type: ignore[assignment]
     return module

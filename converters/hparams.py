@@ -25,16 +25,16 @@ def hparam(config: dict[str, Any], *keys: str, cast: Callable[[Any], T] = int, d
         if value is None:
             continue
         if cast is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConversionError(f"config.json: {key!r} must be an integer, got {_shown(value)}")
+            raise ConversionError(f"config.json: {key!r} must be an integer, got {shown(value)}")
         if cast is int and abs(value) > MAX_INT:  # GGUF and ONNX store them in 32 bits
-            raise ConversionError(f"config.json: {key!r} is out of range ({_shown(value)}; at most {MAX_INT})")
+            raise ConversionError(f"config.json: {key!r} is out of range ({shown(value)}; at most {MAX_INT})")
         if cast is float and (isinstance(value, bool) or not isinstance(value, int | float)
                               or not math.isfinite(value)):
-            raise ConversionError(f"config.json: {key!r} must be a finite number, got {_shown(value)}")
+            raise ConversionError(f"config.json: {key!r} must be a finite number, got {shown(value)}")
         try:
             return cast(value)
         except (TypeError, ValueError) as exc:
-            raise ConversionError(f"config.json: {key!r} has an invalid value {_shown(value)}") from exc
+            raise ConversionError(f"config.json: {key!r} has an invalid value {shown(value)}") from exc
     if default is _MISSING:
         raise ConversionError(f"config.json lacks {keys[0]!r}")
     return default
@@ -62,7 +62,7 @@ def layer_count(count: int) -> int:
     return positive("num_hidden_layers", count)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A config value in an error message, cut short: a config may hold megabytes in one value."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."

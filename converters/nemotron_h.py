@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 
 from converters import nemotron_h_moe
-from converters.hparams import flag, hparam, layer_count, positive
+from converters.hparams import flag, hparam, layer_count, positive, shown
 from converters.nemotron_h_moe import MTP_PREFIX, MoEArgs
 from converters.onnx_layers import Decoder, Mamba2Dims
 from converters.onnx_moe import moe_block
@@ -128,7 +128,7 @@ def _layer_pattern(config: dict[str, Any]) -> str:
     if isinstance(pattern, str) and pattern:
         kinds = pattern
     elif isinstance(block_types := config.get("layers_block_type"), list) and block_types:
-        unknown = sorted({repr(t)[:40] for t in block_types if not isinstance(t, str) or t not in _LIST_KINDS})
+        unknown = sorted({shown(t) for t in block_types if not isinstance(t, str) or t not in _LIST_KINDS})
         if unknown:
             raise ConversionError(f"config.json: unknown layers_block_type entries {unknown}")
         kinds = "".join(_LIST_KINDS[t] for t in block_types)
