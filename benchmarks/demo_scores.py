@@ -14,7 +14,7 @@ import argparse
 
 import localai
 from localai.tasks import arithmetic
-from localai.tasks.runner import TaskScore, score, score_conversations
+from localai.tasks.runner import TaskScore, greedy, score, score_conversations
 
 MAX_TOKENS = 400
 
@@ -40,10 +40,10 @@ def main() -> None:
     for name in args.packages:
         model = localai.load(name, n_threads=args.threads)
         try:
-            on = score(model, arithmetic, problems, think=True, max_tokens=MAX_TOKENS)
-            off = score(model, arithmetic, problems, think=False, max_tokens=MAX_TOKENS)
-            chat_on = score_conversations(model, arithmetic, chats, think=True, max_tokens=MAX_TOKENS)
-            chat_off = score_conversations(model, arithmetic, chats, think=False, max_tokens=MAX_TOKENS)
+            on = score(model, arithmetic, problems, greedy(model, think=True, max_tokens=MAX_TOKENS))
+            off = score(model, arithmetic, problems, greedy(model, think=False, max_tokens=MAX_TOKENS))
+            chat_on = score_conversations(model, arithmetic, chats, greedy(model, think=True, max_tokens=MAX_TOKENS))
+            chat_off = score_conversations(model, arithmetic, chats, greedy(model, think=False, max_tokens=MAX_TOKENS))
         finally:
             model.close()
         print(f"| {model.manifest.name} | {on.accuracy:.1%} | {off.accuracy:.1%} | {later(chat_on)} | "

@@ -28,7 +28,8 @@ SETTINGS = {"temperature": 0.0, "max_tokens": 24, "think": False}
 def ttfts(package: Path, turns: int, threads: int, snapshots: int) -> list[tuple[float, int, int]]:
     """(TTFT ms, prompt tokens, reused tokens) of every turn."""
     model = localai.load(package, n_ctx=4096, n_threads=threads, turn_snapshots=snapshots)
-    chat = Conversation(model, system="You are a helpful assistant. Answer briefly.", settings=SETTINGS)
+    chat = Conversation(model, model.defaults.changed(**SETTINGS),
+                        system="You are a helpful assistant. Answer briefly.")
     rows = []
     for turn in range(turns):
         final = collect(chat.send(f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"))

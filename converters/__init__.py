@@ -19,7 +19,6 @@ from typing import Any
 from converters.architecture import Architecture
 from converters.checkpoint import Checkpoint, read_json
 from converters.formats import OUTPUT_FORMATS, Job, OutputFormat, Progress, Request, output_format
-from converters.hparams import shown
 from converters.source import resolve_source
 from converters.tensors import check_sources, parameter_counts
 from converters.vocab import read_hf_tokenizer
@@ -35,6 +34,7 @@ from localai.package import (
     staged_directory,
     write_manifest,
 )
+from localai.units import shown
 
 # config.json model_type -> module in this package
 ARCHITECTURES: dict[str, str] = {

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from localai.errors import ConversionError
+from localai.units import shown
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -60,12 +61,6 @@ def layer_count(count: int) -> int:
         raise ConversionError(f"config.json declares {count} layers; localai converts at most {MAX_LAYERS} "
                               "(llama.cpp's limit, an MTP head included)")
     return positive("num_hidden_layers", count)
-
-
-def shown(value: Any) -> str:
-    """A config value in an error message, cut short: a config may hold megabytes in one value."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def rope_settings(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:

@@ -20,12 +20,13 @@ import gguf
 import numpy as np
 
 from converters import nemotron_h_moe
-from converters.hparams import flag, hparam, layer_count, positive, shown
+from converters.hparams import flag, hparam, layer_count, positive
 from converters.nemotron_h_moe import MTP_PREFIX, MoEArgs
 from converters.onnx_layers import Decoder, Mamba2Dims
 from converters.onnx_moe import moe_block
 from converters.tensors import NameMap, OutputTensor, PlannedTensor, direct, transformed
 from localai.errors import ConversionError
+from localai.units import shown
 
 GGUF_ARCH = gguf.MODEL_ARCH.NEMOTRON_H
 IGNORED_TENSORS: tuple[str, ...] = ()

@@ -212,7 +212,7 @@ def _chat(model: Any, turns: int) -> dict[str, Any]:
     from localai.events import Notice, collect
 
     model.turn_states.clear()
-    conversation = Conversation(model, system=CHAT_SYSTEM, settings=CHAT_SETTINGS)
+    conversation = Conversation(model, model.defaults.changed(**CHAT_SETTINGS), system=CHAT_SYSTEM)
     ttfts, decoded, decode_s = [], 0, 0.0
     for turn in range(turns):
         events = list(conversation.send(f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"))

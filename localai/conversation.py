@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from localai.errors import LocalAIError
 from localai.events import Event, Final, Notice
 from localai.files import write_text_atomic
-from localai.options import ChatOptions, options, turn_settings
+from localai.options import ChatOptions, turn_settings
 
 if TYPE_CHECKING:
     from localai.model import Model
@@ -29,20 +29,23 @@ class Conversation:
     """
 
     model: Model
+    options: ChatOptions  # every turn's, unless `send` is given others; `model.defaults` to start from
     system: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.system and not self.messages:
             self.messages.append({"role": "system", "content": self.system})
 
-    def send(self, text: str, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
-        """Stream the answer to `text`; once it is final (or cancelled: the partial answer), it joins the history."""
+    def send(self, text: str, options: ChatOptions | None = None, *, cancel: threading.Event | None = None,
+             **changes: Any) -> Iterator[Event]:
+        """Stream the answer to `text` with `options` (default: the conversation's) and `changes` to them by
+        name; once the answer is final (or cancelled: the partial answer), it joins the history."""
+        opts = (options or self.options).changed(**changes)
         request = [*self.messages, {"role": "user", "content": text}]
         final: Final | None = None
         dropped = 0
-        for event in self.model.stream_chat(request, cancel=cancel, **{**self.settings, **overrides}):
+        for event in self.model.stream_chat(request, opts, cancel=cancel):
             if isinstance(event, Final):
                 final = event
             elif isinstance(event, Notice):
@@ -51,12 +54,8 @@ class Conversation:
         if final is not None:
             first = 1 if request[0].get("role") == "system" else 0
             del request[first : first + dropped]
-            made_with = turn_settings(self.options(**overrides))
+            made_with = turn_settings(opts)
             self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final), "settings": made_with}]
-
-    def options(self, **overrides: Any) -> ChatOptions:
-        """The settings a turn sent with `overrides` uses (the package's defaults under this chat's settings)."""
-        return options(self.model.manifest.generation_defaults, **{**self.settings, **overrides})
 
     def _stored(self, final: Final) -> str:
         markers = self.model.format.thinking
@@ -64,7 +63,8 @@ class Conversation:
             return f"{markers.start}\n{final.reasoning}\n{markers.end}\n\n{final.content}"
         return final.content
 
-    def regenerate(self, *, cancel: threading.Event | None = None, **overrides: Any) -> Iterator[Event]:
+    def regenerate(self, options: ChatOptions | None = None, *, cancel: threading.Event | None = None,
+                   **changes: Any) -> Iterator[Event]:
         """Answer the last user message again; the last answer is replaced once the new one exists."""
         if len(self.messages) < 2 or self.messages[-1]["role"] != "assistant" or self.messages[-2]["role"] != "user":
             raise LocalAIError("there is no answer to regenerate yet")
@@ -73,7 +73,7 @@ class Conversation:
         self.messages[:] = before[:-2]
         answered = False
         try:
-            for event in self.send(question, cancel=cancel, **overrides):
+            for event in self.send(question, options, cancel=cancel, **changes):
                 answered = answered or isinstance(event, Final)
                 yield event
         finally:

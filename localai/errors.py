@@ -20,6 +20,10 @@ class BackendError(LocalAIError):
     """A runtime backend cannot load or run a model."""
 
 
+class SettingError(LocalAIError, ValueError):
+    """A generation setting (from a command line, a request, a package's defaults) is out of range or unknown."""
+
+
 def describe(exc: BaseException) -> str:
     """One line for a user: a LocalAIError's own message, anything else with its type (it is a bug or a
     library's failure, and the type says which)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -41,13 +41,10 @@ def generate(
 ) -> Iterator[Event]:
     """Prefill `prompt`, then sample until an end-of-turn token, a stop string, `opts.max_tokens` or a full
     context. `phase`: where generation starts (before, inside or after a think block).
-
-    With `turn_states`, the prefill starts from the snapshot holding the longest prefix of `prompt`
-    and snapshots the state after its first `boundary` tokens (see localai/turn_state.py).
-    `sampler` replaces the sampler built from `opts.sampling` (constrained decoding, scripted tests).
-    Setting `cancel` (from any thread) ends the request at the next token with finish reason
-    "cancelled"; the texts so far are kept in the final event.
-    """
+    With `turn_states`, the prefill starts from the snapshot holding the longest prefix of `prompt` and
+    snapshots the state after its first `boundary` tokens (see localai/turn_state.py). `sampler` replaces
+    the one built from `opts.sampling` (constrained decoding, scripted tests). Setting `cancel` (from any
+    thread) ends the request at the next token ("cancelled"); the texts so far are in the final event."""
     started = time.perf_counter()
     sampler = sampler or Sampler(opts.sampling)
     answer = _Answer(opts.stop, ReasoningSplitter(markers.start, markers.end, phase) if markers else None)
@@ -78,9 +75,7 @@ def generate(
         if was_thinking and answer.thinking:
             reasoning_tokens += 1
             if budget.should_end(text) and markers is not None:
-                yield from answer.end_thought()
-                decoder.reset()  # bytes of a character the cut thought never finished are not text
-                to_eval += backend.tokenize(end_of_thinking_text(markers), add_bos=False, special=True)
+                to_eval += yield from _end_thought(backend, answer, decoder, markers)
         if backend.n_past + len(to_eval) > backend.n_ctx:
             break
         logits = backend.eval(to_eval)
@@ -89,6 +84,15 @@ def generate(
     yield Final(content=answer.text(Phase.ANSWER), reasoning=answer.text(Phase.REASONING), finish_reason=finish,
                 usage=Usage(len(prompt), reasoning_tokens, clock.generated),
                 timings=clock.timings(len(prompt) - cached), tokens=context[len(prompt) :], cached_tokens=cached)
+
+
+def _end_thought(backend: Backend, answer: _Answer, decoder: codecs.IncrementalDecoder,
+                 markers: ThinkTokens) -> Generator[Event, None, list[int]]:
+    """The reasoning budget is spent: the think block ends in the answer's text, and the tokens that end it
+    are what the model reads next (returned)."""
+    yield from answer.end_thought()
+    decoder.reset()  # bytes of a character the cut thought never finished are not text
+    return backend.tokenize(end_of_thinking_text(markers), add_bos=False, special=True)
 
 
 def _grace(opts: ChatOptions) -> int:

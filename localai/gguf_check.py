@@ -21,6 +21,7 @@ from typing import Any
 import gguf
 
 from localai.errors import PackageError
+from localai.units import shown
 
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
 MAX_EXPERTS = 1024  # LLAMA_MAX_EXPERTS
@@ -184,7 +185,7 @@ def _layers_problem(value: _Lookup, arch: str) -> str | None:
     if layers is not None and nextn is not None and nextn > layers:
         return f"{arch}.nextn_predict_layers is {nextn}, more than the {layers} layers of {arch}.block_count"
     if isinstance(rope, str) and rope not in ROPE_SCALING_TYPES:
-        return f"{arch}.rope.scaling.type is {rope[:40]!r}; llama.cpp knows {', '.join(ROPE_SCALING_TYPES)}"
+        return f"{arch}.rope.scaling.type is {shown(rope)}; llama.cpp knows {', '.join(ROPE_SCALING_TYPES)}"
     return None
 
 
@@ -233,8 +234,8 @@ def _vocabulary_problem(reader: gguf.GGUFReader, value: _Lookup) -> str | None:
         text = bytes(tokens.parts[part]) or b"[EMPTY_%d]" % token_id
         first = seen.setdefault(text, token_id)
         if first != token_id:
-            shown = text[:40].decode("utf-8", "replace")
-            return (f"tokenizer.ggml.tokens holds {shown!r} twice (ids {first} and {token_id}); "
+            token = shown(text.decode("utf-8", "replace"))
+            return (f"tokenizer.ggml.tokens holds {token} twice (ids {first} and {token_id}); "
                     "llama.cpp needs unique tokens")
     for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
         token_id = _int(value(key))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from localai.errors import LocalAIError
 from localai.jsonfile import read_json_object
+from localai.units import shown
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 # top-level files only: the hub's patterns match across "/"
@@ -115,6 +116,6 @@ def index_shards(index: Path, error: type[LocalAIError] = HubError) -> list[str]
     shards = sorted({str(name) for name in weight_map.values()})
     for name in shards:
         if not SHARD_NAME.fullmatch(name):
-            raise error(f"{INDEX_NAME} lists {name[:80]!r} as a shard: shards are *.safetensors files in the "
+            raise error(f"{INDEX_NAME} lists {shown(name)} as a shard: shards are *.safetensors files in the "
                         "checkpoint's folder")
     return shards

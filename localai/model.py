@@ -14,52 +14,59 @@ from localai.backends import Backend, backend_for
 from localai.chat_format import ChatFormat
 from localai.errors import PackageError
 from localai.events import Event, Final, collect
-from localai.options import options
+from localai.options import ChatOptions, package_options
 from localai.package import MANIFEST_NAME, Artifact, Manifest, Package
 from localai.turn_state import DEFAULT_SNAPSHOTS, TurnStates
+from localai.units import shown
 
 DEFAULT_CONTEXT = 4096
 
 
 @dataclass
 class Model:
-    """A package bound to a running backend, with the format its conversations are written in."""
+    """A package bound to a running backend, with the format its conversations are written in and the
+    options its requests start from (`defaults`, from the package's generation defaults)."""
 
     package: Package
     backend: Backend
     format: ChatFormat
+    defaults: ChatOptions
     turn_states: TurnStates = field(default_factory=TurnStates)  # snapshots for multi-turn chat
 
     @classmethod
     def bind(cls, package: Package, backend: Backend, turn_states: TurnStates | None = None) -> Model:
-        """`package` running on `backend`, in the format its manifest describes."""
-        return cls(package, backend, ChatFormat.of(package.manifest, backend), turn_states or TurnStates())
+        """`package` running on `backend`, in the format and with the defaults its manifest describes."""
+        defaults = package_options(package.manifest.generation_defaults)
+        return cls(package, backend, ChatFormat.of(package.manifest, backend), defaults, turn_states or TurnStates())
 
     @property
     def manifest(self) -> Manifest:
         return self.package.manifest
 
-    def stream_chat(self, messages: list[dict[str, Any]], *, cancel: threading.Event | None = None,
-                    **settings: Any) -> Iterator[Event]:
-        """Answer a conversation, streaming events (localai/events.py). `settings`: think, reasoning_budget,
-        reasoning_grace, max_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed, stop,
-        context_policy (None = the package's default); setting `cancel` ends the answer early."""
-        opts = options(self.manifest.generation_defaults, **settings)
+    def stream_chat(self, messages: list[dict[str, Any]], options: ChatOptions | None = None, *,
+                    cancel: threading.Event | None = None, **changes: Any) -> Iterator[Event]:
+        """Answer a conversation, streaming events (localai/events.py), with `options` (default: the
+        model's `defaults`) and `changes` to them by name (`ChatOptions.changed`: think=False,
+        reasoning_budget=128, temperature=0, ...); setting `cancel` ends the answer early."""
+        opts = (options or self.defaults).changed(**changes)
         states = self.turn_states if self.turn_states.capacity else None
         return chat_engine.chat(self.backend, self.format, messages, opts, turn_states=states, cancel=cancel)
 
-    def chat(self, messages: list[dict[str, Any]], *, cancel: threading.Event | None = None, **settings: Any) -> Final:
+    def chat(self, messages: list[dict[str, Any]], options: ChatOptions | None = None, *,
+             cancel: threading.Event | None = None, **changes: Any) -> Final:
         """`stream_chat` run to its end: the final event."""
-        return collect(self.stream_chat(messages, cancel=cancel, **settings))
+        return collect(self.stream_chat(messages, options, cancel=cancel, **changes))
 
-    def stream_complete(self, text: str, *, cancel: threading.Event | None = None, **settings: Any) -> Iterator[Event]:
+    def stream_complete(self, text: str, options: ChatOptions | None = None, *, cancel: threading.Event | None = None,
+                        **changes: Any) -> Iterator[Event]:
         """Continue `text` as is, streaming: no chat template, no reasoning handling."""
-        opts = options(self.manifest.generation_defaults, **settings)
+        opts = (options or self.defaults).changed(**changes)
         return chat_engine.complete(self.backend, self.format, text, opts, cancel=cancel)
 
-    def complete(self, text: str, *, cancel: threading.Event | None = None, **settings: Any) -> Final:
+    def complete(self, text: str, options: ChatOptions | None = None, *, cancel: threading.Event | None = None,
+                 **changes: Any) -> Final:
         """`stream_complete` run to its end: the final event."""
-        return collect(self.stream_complete(text, cancel=cancel, **settings))
+        return collect(self.stream_complete(text, options, cancel=cancel, **changes))
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
         """The conversation as the model's chat template writes it (fallback template if it has none)."""
@@ -98,7 +105,11 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
     backend = backend_for(artifact.format)(package, artifact, n_ctx=context, n_threads=n_threads, kv_cache=cache,
                                            device=device)
-    return Model.bind(package, backend, TurnStates(turn_snapshots))
+    try:
+        return Model.bind(package, backend, TurnStates(turn_snapshots))
+    except BaseException:  # a bad template or generation default: the backend is not left open
+        backend.close()
+        raise
 
 
 def _check_present(package: Package, artifact: Artifact) -> None:
@@ -115,8 +126,7 @@ def resolve(model: str | Path) -> Package:
     try:
         return _resolve(model)
     except OSError as exc:  # a name too long for a path, a folder that cannot be read
-        shown = str(model) if len(str(model)) <= 60 else f"{str(model)[:57]}..."
-        raise PackageError(f"no model {shown!r}: {exc.strerror or exc}") from None
+        raise PackageError(f"no model {shown(str(model))}: {exc.strerror or exc}") from None
 
 
 def _resolve(model: str | Path) -> Package:

@@ -1,22 +1,27 @@
-"""One request's settings (`ChatOptions`), made from a package's generation defaults and what the caller set."""
+"""One request's settings (`ChatOptions`): made once from a package's generation defaults, then changed
+with `dataclasses.replace` or `ChatOptions.changed`; every value is checked when an instance is made."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from localai.errors import LocalAIError
+from localai.errors import SettingError
 from localai.sampling import SamplingParams
+from localai.units import shown
 
 DEFAULT_MAX_TOKENS = 1024
 # used when a package carries no generation defaults of its own
 DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95}
+SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(SamplingParams))
 ContextPolicy = Literal["drop_oldest", "error"]
 
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """One request's settings. `reasoning_budget` None is unlimited; 0 is the same as thinking off."""
+    """One request's settings. `think` None: the template's default; `reasoning_budget` None is unlimited
+    and 0 is the same as thinking off; `reasoning_grace` None: max(8, budget / 10)."""
 
     think: bool | None = None
     reasoning_budget: int | None = None
@@ -27,27 +32,62 @@ class ChatOptions:
     context_policy: ContextPolicy = "drop_oldest"
 
     def __post_init__(self) -> None:
-        # whole numbers only: these come from command lines and from a package's generation_config.json
+        # whole numbers only: these come from command lines, requests and a package's generation_config.json
         if not _whole(self.max_tokens) or self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be a whole number of at least 1, got {self.max_tokens!r}")
+            raise SettingError(f"max_tokens must be a whole number of at least 1, got {shown(self.max_tokens)}")
         for name in ("reasoning_budget", "reasoning_grace"):
             value = getattr(self, name)
             if value is not None and (not _whole(value) or value < 0):
-                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+                raise SettingError(f"{name} must be a whole number >= 0, got {shown(value)}")
         if self.think not in (None, True, False):
-            raise ValueError(f"think must be true, false or unset, got {self.think!r}")
-        if not all(isinstance(text, str) for text in self.stop):
-            raise ValueError("stop strings must be strings")
+            raise SettingError(f"think must be true, false or unset, got {shown(self.think)}")
+        if not isinstance(self.sampling, SamplingParams):
+            raise SettingError(f"sampling must be SamplingParams, got {shown(self.sampling)}")
+        if not isinstance(self.stop, tuple) or not all(isinstance(text, str) for text in self.stop):
+            raise SettingError(f"stop must be a tuple of strings, got {shown(self.stop)}")
         if self.context_policy not in ("drop_oldest", "error"):
-            raise ValueError(f"context_policy must be 'drop_oldest' or 'error', got {self.context_policy!r}")
+            raise SettingError(f"context_policy must be 'drop_oldest' or 'error', got {shown(self.context_policy)}")
 
     @property
     def effective_think(self) -> bool | None:
         return False if self.reasoning_budget == 0 else self.think
 
+    def changed(self, **changes: Any) -> ChatOptions:
+        """A copy with `changes`, by name: the sampling ones (temperature, top_p, top_k, min_p,
+        repetition_penalty, seed) change `sampling`; `stop` may be one string. None is a value here (an
+        unlimited budget, the template's thinking default), never "leave as is"."""
+        unknown = sorted(changes.keys() - SETTING_NAMES)
+        if unknown:
+            names = ", ".join(sorted(SETTING_NAMES))
+            raise SettingError(f"unknown setting {shown(unknown[0])}; the settings are {names}")
+        sampling = {k: changes.pop(k) for k in SAMPLING_KEYS if k in changes}
+        if isinstance(changes.get("stop"), str | list):
+            changes["stop"] = tuple([changes["stop"]] if isinstance(changes["stop"], str) else changes["stop"])
+        return dataclasses.replace(self, sampling=dataclasses.replace(self.sampling, **sampling), **changes)
+
+
+SETTING_NAMES = frozenset({f.name for f in dataclasses.fields(ChatOptions)} - {"sampling"} | set(SAMPLING_KEYS))
+
 
 def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def package_options(defaults: dict[str, Any]) -> ChatOptions:
+    """The options a package's generation defaults (its generation_config.json, as the manifest keeps it)
+    make: where every request on that package starts."""
+    if defaults.get("do_sample") is False:  # transformers: greedy whatever the temperature says
+        defaults = {**defaults, "temperature": 0.0}
+    elif "temperature" not in defaults:
+        defaults = {**DEFAULT_SAMPLING, **defaults}
+    sampling = {k: defaults[k] for k in SAMPLING_KEYS if defaults.get(k) is not None}
+    changes: dict[str, Any] = {**sampling}
+    if defaults.get("max_new_tokens") is not None:
+        changes["max_tokens"] = defaults["max_new_tokens"]
+    try:
+        return ChatOptions().changed(**changes)
+    except SettingError as exc:
+        raise SettingError(f"the package's generation defaults: {exc}") from None
 
 
 def turn_settings(opts: ChatOptions) -> dict[str, Any]:
@@ -55,23 +95,3 @@ def turn_settings(opts: ChatOptions) -> dict[str, Any]:
     template's default)."""
     return {"think": opts.effective_think, "reasoning_budget": opts.reasoning_budget,
             "temperature": opts.sampling.temperature, "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}
-
-
-def options(defaults: dict[str, Any], **overrides: Any) -> ChatOptions:
-    """ChatOptions from keyword overrides (None = not given) over a package's generation defaults."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    sampling_keys = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed")
-    if defaults.get("do_sample") is False:  # transformers: greedy whatever the temperature says
-        defaults = {**defaults, "temperature": 0.0}
-    elif "temperature" not in defaults:
-        defaults = {**DEFAULT_SAMPLING, **defaults}
-    sampling = {k: given.pop(k, defaults.get(k)) for k in sampling_keys}
-    sampling = {k: v for k, v in sampling.items() if v is not None}
-    if "max_tokens" not in given and defaults.get("max_new_tokens"):
-        given["max_tokens"] = defaults["max_new_tokens"]  # checked with the rest, below
-    if "stop" in given:
-        given["stop"] = tuple([given["stop"]] if isinstance(given["stop"], str) else given["stop"])
-    try:
-        return ChatOptions(sampling=SamplingParams(**sampling), **given)
-    except (TypeError, ValueError) as exc:
-        raise LocalAIError(str(exc)) from exc

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from localai.errors import SettingError
+from localai.units import shown
+
 REPETITION_WINDOW = 64  # recent tokens the repetition penalty looks at (llama.cpp's default)
 
 
@@ -37,7 +40,7 @@ class SamplingParams:
 
 def _require(name: str, value: object, rule: Callable[[Any], bool], wanted: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not rule(value):
-        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+        raise SettingError(f"{name} must be {wanted}, got {shown(value)}")
 
 
 class Sampler:

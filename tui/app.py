@@ -33,7 +33,8 @@ class ChatApp(App[None]):
     def __init__(self, model: str | None = None, *, load_options: dict[str, Any] | None = None,
                  settings: dict[str, Any] | None = None, save_dir: Path, system: str | None = None,
                  placeholder: str | None = None) -> None:
-        """`placeholder`: the empty prompt's hint (what to ask this model), instead of the generic one."""
+        """`settings`: changes to each opened model's defaults, by `ChatOptions.changed` name (the command
+        line's); `placeholder`: the empty prompt's hint (what to ask this model), instead of the generic one."""
         super().__init__()
         self.placeholder = placeholder
         self.model_ref = model
@@ -84,8 +85,8 @@ class ChatApp(App[None]):
     def _open_chat(self, model: Model) -> None:
         self._loading = False
         try:
-            screen = ChatScreen(model, settings=self.settings, save_dir=self.save_dir, system=self.system,
-                                placeholder=self.placeholder)
+            screen = ChatScreen(model, model.defaults.changed(**self.settings), save_dir=self.save_dir,
+                                system=self.system, placeholder=self.placeholder)
         except localai.LocalAIError as exc:
             model.close()
             self.notify(str(exc), title="Cannot open the chat", severity="error", timeout=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_app(args: argparse.Namespace) -> int:
     from localai import store
-    from localai.options import options
+    from localai.options import ChatOptions
     from tui.app import ChatApp
 
-    options({}, **generation_settings(args))  # bad settings: one line now, not an error inside the app
+    ChatOptions().changed(**generation_settings(args))  # bad settings: one line now, not an error inside the app
     app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads, "device": args.device},
                   settings=generation_settings(args), save_dir=args.save_dir or store.home() / "chats",
                   system=args.system)
@@ -63,15 +64,14 @@ def _run_app(args: argparse.Namespace) -> int:
 
 def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = None, n_threads: int | None = None,
                device: str = "auto", system: str | None = None) -> int:
-    """The line-mode chat on `model_ref` (settings: None = the package's default)."""
+    """The line-mode chat on `model_ref`; `settings` change the model's defaults (`ChatOptions.changed`)."""
     import localai
     from localai.conversation import Conversation
 
     model = localai.load(model_ref, n_ctx=n_ctx, n_threads=n_threads, device=device)
-    settings = {k: v for k, v in settings.items() if v is not None}
-    conversation = Conversation(model, system=system, settings=settings)
-    print(f"{model.manifest.name} ({model.backend.name}, context {model.backend.n_ctx}). /help for commands.")
     try:
+        conversation = Conversation(model, model.defaults.changed(**settings), system=system)
+        print(f"{model.manifest.name} ({model.backend.name}, context {model.backend.n_ctx}). /help for commands.")
         while True:
             try:
                 line = input("> ")
@@ -104,22 +104,21 @@ def _command(line: str, conversation: object) -> bool:
 
     assert isinstance(conversation, Conversation)
     name, _, arg = line.partition(" ")
-    settings = conversation.settings
+    options = conversation.options
     if name == "/think" and not arg:
-        settings["think"] = True
-        if settings.get("reasoning_budget") == 0:  # a zero budget would keep reasoning off
-            del settings["reasoning_budget"]
+        cap = None if options.reasoning_budget == 0 else options.reasoning_budget  # 0 would keep reasoning off
+        conversation.options = replace(options, think=True, reasoning_budget=cap)
         print("reasoning on")
     elif name == "/no_think" and not arg:
-        settings["think"] = False
+        conversation.options = replace(options, think=False)
         print("reasoning off")
     elif name == "/budget" and arg:
         try:
-            settings["reasoning_budget"] = budget(arg)
+            cap = budget(arg)
         except (ValueError, argparse.ArgumentTypeError):
             print("usage: /budget N (N >= 0) or /budget unlimited", file=sys.stderr)
             return True
-        cap = settings["reasoning_budget"]
+        conversation.options = replace(options, reasoning_budget=cap)
         print(f"reasoning budget: {'unlimited' if cap is None else cap}")
     elif name == "/reset" and not arg:
         conversation.reset()

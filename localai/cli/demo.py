@@ -13,8 +13,9 @@ import argparse
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from localai.cli.run import THREADS_HELP
+from localai.cli.run import THREADS_HELP, given
 from localai.errors import LocalAIError
 from localai.package import file_sha256
 from localai.tasks.arithmetic import MAX_DIGITS, MIN_DIGITS
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise LocalAIError(f"--threads must be at least 1, got {args.threads}")
     package = ensure_package(args.quant)
-    settings = {"think": args.think, "reasoning_budget": args.reasoning_budget}
+    settings = given(think=args.think, reasoning_budget=args.reasoning_budget)
     if args.prompt is None and not args.plain:
         if sys.stdin.isatty() and sys.stdout.isatty():
             from tui.app import ChatApp
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     return _one_turn(package, args.prompt or EXAMPLE, settings, args.threads)
 
 
-def _one_turn(package: Path, question: str, settings: dict[str, object], threads: int | None) -> int:
+def _one_turn(package: Path, question: str, settings: dict[str, Any], threads: int | None) -> int:
     import localai
     from localai.cli.run import Printer
     from localai.events import Final

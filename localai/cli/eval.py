@@ -172,7 +172,7 @@ def _quality_table(report: Any) -> str:
 def _sweep(args: argparse.Namespace) -> int:
     import localai
     from localai.tasks import task as task_named
-    from localai.tasks.runner import parse_budgets, sweep
+    from localai.tasks.runner import greedy, parse_budgets, sweep
 
     task = task_named(args.task)
     budgets = parse_budgets(args.budgets or DEFAULT_BUDGETS)
@@ -186,9 +186,9 @@ def _sweep(args: argparse.Namespace) -> int:
     model = localai.load(args.model, n_threads=args.threads, device=args.device)
     try:
         name = model.manifest.name
-        settings = {"max_tokens": args.max_tokens} if args.max_tokens else {}
+        options = greedy(model, max_tokens=args.max_tokens) if args.max_tokens else greedy(model)
         with progress_bar("problems", n * len(budgets)) as advance:
-            rows = sweep(model, task, task.problems(n), budgets, on_problem=lambda: advance(1), **settings)
+            rows = sweep(model, task, task.problems(n), budgets, options, on_problem=lambda: advance(1))
     finally:
         model.close()
     if args.json:

@@ -63,10 +63,17 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"think": args.think, "reasoning_budget": args.reasoning_budget, "reasoning_grace": args.reasoning_grace,
-            "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-            "min_p": args.min_p, "repetition_penalty": args.repetition_penalty, "seed": args.seed, "stop": args.stop,
-            "context_policy": args.context_policy}
+    """The settings the command line gives, by `ChatOptions.changed` name: an option left out is not there
+    (argparse's None), so the model's defaults stand. --reasoning-budget unlimited is the default anyway."""
+    return given(think=args.think, reasoning_budget=args.reasoning_budget, reasoning_grace=args.reasoning_grace,
+                 max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                 min_p=args.min_p, repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop,
+                 context_policy=args.context_policy)
+
+
+def given(**settings: Any) -> dict[str, Any]:
+    """The settings that are not None: what a command line set."""
+    return {name: value for name, value in settings.items() if value is not None}
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -113,15 +120,15 @@ class Printer:
 def run(args: argparse.Namespace) -> int:
     import localai
 
-    settings = generation_settings(args)
-    settings["seed"] = args.seed if args.seed is not None else secrets.randbits(31)
+    settings = {"seed": secrets.randbits(31), **generation_settings(args)}
     model = localai.load(args.model, n_ctx=args.ctx, n_threads=args.threads, device=args.device)
     try:
+        options = model.defaults.changed(**settings)
         if args.raw:
-            events = model.stream_complete(args.prompt, **settings)
+            events = model.stream_complete(args.prompt, options)
         else:
             messages = [{"role": "system", "content": args.system}] if args.system else []
-            events = model.stream_chat([*messages, {"role": "user", "content": args.prompt}], **settings)
+            events = model.stream_chat([*messages, {"role": "user", "content": args.prompt}], options)
         printer = None if args.json else Printer()
         final: Final | None = None
         for event in events:
@@ -134,6 +141,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         model.close()
     if args.json and final is not None:
-        print(json.dumps({"model": model.manifest.name, **final.to_dict(), "seed": settings["seed"],
+        print(json.dumps({"model": model.manifest.name, **final.to_dict(), "seed": options.sampling.seed,
                           "tokens": final.tokens}))
     return 0

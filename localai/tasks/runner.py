@@ -12,6 +12,7 @@ from localai.conversation import Conversation
 from localai.errors import LocalAIError
 from localai.events import collect
 from localai.model import Model
+from localai.options import ChatOptions
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,19 @@ class TaskScore:
         return self.correct / self.problems if self.problems else 0.0
 
 
-def score(model: Model, task: ModuleType, problems: list[Any], *, on_problem: Callable[[], None] = lambda: None,
-          **settings: Any) -> TaskScore:
-    """Ask `model` every problem (greedy unless `settings` say otherwise) and count correct answers."""
-    settings = {"temperature": 0.0, **settings}
+def greedy(model: Model, **changes: Any) -> ChatOptions:
+    """`model`'s defaults sampled greedily, with `changes`: how problems are scored, so that a score repeats."""
+    return model.defaults.changed(temperature=0.0, **changes)
+
+
+def score(model: Model, task: ModuleType, problems: list[Any], options: ChatOptions, *,
+          on_problem: Callable[[], None] = lambda: None) -> TaskScore:
+    """Ask `model` every problem with `options` and count correct answers."""
     correct = reasoning = completion = 0
     latency = 0.0
     for problem in problems:
         started = time.perf_counter()
-        final = model.chat([{"role": "user", "content": problem.question}], **settings)
+        final = model.chat([{"role": "user", "content": problem.question}], options)
         latency += time.perf_counter() - started
         correct += task.is_correct(final.content, problem)
         reasoning += final.usage.reasoning_tokens
@@ -47,15 +52,14 @@ def score(model: Model, task: ModuleType, problems: list[Any], *, on_problem: Ca
     return TaskScore(n, correct, reasoning / n, completion / n, latency / n * 1000)
 
 
-def score_conversations(model: Model, task: ModuleType, conversations: list[list[Any]], **settings: Any,
+def score_conversations(model: Model, task: ModuleType, conversations: list[list[Any]], options: ChatOptions,
                         ) -> list[TaskScore]:
     """Ask each conversation's problems one after another in one chat (the model's own earlier answers
     stay in the history, as in `localai chat`) and score each position: element i is question i + 1."""
-    settings = {"temperature": 0.0, **settings}
     turns = len(conversations[0])
     correct, reasoning, completion, latency = [0] * turns, [0] * turns, [0] * turns, [0.0] * turns
     for problems in conversations:
-        chat = Conversation(model, settings=settings)
+        chat = Conversation(model, options)
         for i, problem in enumerate(problems):
             started = time.perf_counter()
             final = collect(chat.send(problem.question))
@@ -98,12 +102,12 @@ class SweepRow:
                 **asdict(self.score)}
 
 
-def sweep(model: Model, task: ModuleType, problems: list[Any], budgets: Sequence[int | None], *,
-          on_problem: Callable[[], None] = lambda: None, **settings: Any) -> list[SweepRow]:
-    """Score `problems` once per reasoning budget, greedily, thinking on (budget 0 turns it off)."""
+def sweep(model: Model, task: ModuleType, problems: list[Any], budgets: Sequence[int | None], options: ChatOptions,
+          *, on_problem: Callable[[], None] = lambda: None) -> list[SweepRow]:
+    """Score `problems` once per reasoning budget with `options`, thinking on (budget 0 turns it off)."""
     if model.format.thinking is None:
         raise LocalAIError(f"{model.manifest.name} has no reasoning markers: a reasoning-budget sweep needs a "
                            "model that thinks")
-    return [SweepRow(budget, score(model, task, problems, on_problem=on_problem, think=True, reasoning_budget=budget,
-                                   **settings))
+    return [SweepRow(budget, score(model, task, problems, options.changed(think=True, reasoning_budget=budget),
+                                   on_problem=on_problem))
             for budget in budgets]

@@ -92,14 +92,14 @@ def test_a_prompt_that_is_not_utf8_is_a_usage_error(package):
 
 @pytest.mark.parametrize("verb", ["run", "chat"])
 def test_help_states_the_defaults_that_are_used(cli, verb):
-    from localai.options import options
+    from localai.options import package_options
 
     text = " ".join(cli(verb, "--help").out.split())
-    fallback = options({})
+    fallback = package_options({})
     assert f"(default: the model's, else {fallback.max_tokens})" in text
     assert f"(default: the model's, else {fallback.sampling.temperature})" in text
     assert f"(default: the model's, else {fallback.sampling.top_p})" in text
-    assert options({"max_new_tokens": 256}).max_tokens == 256  # "the model's" wins when it has one
+    assert package_options({"max_new_tokens": 256}).max_tokens == 256  # "the model's" wins when it has one
 
 
 @pytest.mark.parametrize("typo, suggestion", [("rnu", "did you mean run?"), ("chta", "did you mean chat?"),

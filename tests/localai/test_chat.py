@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,9 +19,10 @@ import pytest
 import localai
 from localai.chat import chat
 from localai.conversation import Conversation
+from localai.errors import SettingError
 from localai.events import ContentDelta, Final, Notice, ReasoningDelta
 from localai.model import Model
-from localai.options import ChatOptions, options
+from localai.options import ChatOptions, package_options
 from localai.package import Package
 from localai.prompt import ContextOverflowError, render
 from localai.reasoning import end_of_thinking_text, thinking_messages
@@ -64,7 +66,7 @@ class Script:
 
 def _run(model, script=None, messages=None, **settings):
     events = list(chat(model.backend, model.format, messages or [{"role": "user", "content": "What is 2 + 2?"}],
-                       options(model.manifest.generation_defaults, **settings), sampler=script))
+                       model.defaults.changed(**settings), sampler=script))
     final = events[-1]
     assert isinstance(final, Final)
     # deltas concatenate exactly to the final texts, and no character arrives broken
@@ -256,7 +258,7 @@ def test_context_overflow_drops_oldest_turns_or_refuses(package):
         notices = [e for e in events if isinstance(e, Notice)]
         assert notices and all("dropped the" in n.text and n.dropped_messages > 0 for n in notices)
         assert final.usage.prompt_tokens < 96
-        conversation = Conversation(small, settings={"max_tokens": 4, "think": False}, messages=history[:-1])
+        conversation = Conversation(small, small.defaults.changed(max_tokens=4, think=False), messages=history[:-1])
         dropped = sum(e.dropped_messages for e in conversation.send("last question") if isinstance(e, Notice))
         assert dropped and len(conversation.messages) == len(history) - dropped + 1  # the history forgot them too
         assert history[0] not in conversation.messages
@@ -269,7 +271,7 @@ def test_context_overflow_drops_oldest_turns_or_refuses(package):
 
 
 def test_conversation_keeps_history_and_the_template_drops_old_reasoning(model, tmp_path):
-    conversation = Conversation(model, system="Be brief.", settings={"max_tokens": 30, "temperature": 0.0})
+    conversation = Conversation(model, model.defaults.changed(max_tokens=30, temperature=0.0), system="Be brief.")
     first = [e for e in conversation.send("first question", think=True, reasoning_budget=5, reasoning_grace=0)][-1]
     assert first.usage.reasoning_tokens == 5
     assert [m["role"] for m in conversation.messages] == ["system", "user", "assistant"]
@@ -287,15 +289,42 @@ def test_conversation_keeps_history_and_the_template_drops_old_reasoning(model, 
 
 
 def test_options_take_package_defaults_and_validate():
-    opts = options({"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 77}, seed=3, stop="END")
+    opts = package_options({"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 77}).changed(seed=3, stop="END")
     assert opts.sampling == SamplingParams(temperature=0.6, top_p=0.95, seed=3)
     assert (opts.max_tokens, opts.stop) == (77, ("END",))
-    assert options({}).sampling.temperature == 0.7
-    assert options({"do_sample": False, "temperature": 0.6}).sampling.temperature == 0.0  # greedy, as transformers
-    assert options({"do_sample": False}, temperature=0.3).sampling.temperature == 0.3
-    with pytest.raises(localai.LocalAIError, match="reasoning_budget"):
-        options({}, reasoning_budget=-1)
+    assert package_options({}).sampling.temperature == 0.7
+    greedy = package_options({"do_sample": False, "temperature": 0.6})
+    assert greedy.sampling.temperature == 0.0  # as transformers
+    assert greedy.changed(temperature=0.3).sampling.temperature == 0.3
     assert ChatOptions(think=True, reasoning_budget=0).effective_think is False
+
+
+BAD_SETTINGS = [
+    ({"reasoning_budget": -1}, "reasoning_budget must be a whole number >= 0, got -1"),
+    ({"max_tokens": 0}, "max_tokens must be a whole number of at least 1"),
+    ({"stop": [1]}, "stop must be a tuple of strings"),
+    ({"think": "yes"}, "think must be true, false or unset"),
+    ({"context_policy": "x" * 10_000}, "context_policy must be 'drop_oldest' or 'error', got 'xxx"),
+]
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    *BAD_SETTINGS,
+    ({"temperature": float("nan")}, "temperature must be >= 0, got nan"),
+    ({"top_p": "x" * 10_000}, "top_p must be in (0, 1], got 'xxx"),
+    ({"temprature": 0.5}, "unknown setting 'temprature'; the settings are context_policy, max_tokens"),
+])
+def test_every_bad_setting_is_one_short_line_naming_it(changes, fragment):
+    with pytest.raises(SettingError) as caught:
+        ChatOptions().changed(**changes)
+    message = str(caught.value)
+    assert fragment in message and "\n" not in message and len(message) < 300, message
+
+
+@pytest.mark.parametrize(("changes", "fragment"), BAD_SETTINGS)
+def test_dataclasses_replace_checks_as_changed_does(changes, fragment):
+    with pytest.raises(SettingError, match=re.escape(fragment)):
+        dataclasses.replace(ChatOptions(), **changes)
 
 
 def test_a_budget_cut_inside_a_character_drops_its_bytes(model):
@@ -309,7 +338,7 @@ def test_a_budget_cut_inside_a_character_drops_its_bytes(model):
 
 
 def test_a_failed_regeneration_keeps_the_last_exchange(model):
-    conversation = Conversation(model, settings={"max_tokens": 8, "think": False, "temperature": 0.0})
+    conversation = Conversation(model, model.defaults.changed(max_tokens=8, think=False, temperature=0.0))
     list(conversation.send("hello"))
     before = list(conversation.messages)
     with pytest.raises(localai.LocalAIError, match="max_tokens"):
@@ -365,4 +394,4 @@ def test_closing_the_model_under_a_generating_thread_is_an_error_not_a_crash(pac
 ])
 def test_generation_defaults_from_a_package_are_checked_like_any_setting(defaults, fragment):
     with pytest.raises(localai.LocalAIError, match=fragment):
-        options(defaults)
+        package_options(defaults)

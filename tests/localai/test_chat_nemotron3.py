@@ -51,7 +51,7 @@ def test_earlier_thoughts_are_emptied_and_turn_reuse_stays_exact(model):
     for snapshots in (0, 2):
         model.turn_states.capacity = snapshots
         model.turn_states.clear()
-        chat = Conversation(model, settings={**SETTINGS, "think": True, "reasoning_budget": 5})
+        chat = Conversation(model, model.defaults.changed(**SETTINGS, think=True, reasoning_budget=5))
         finals = [collect(chat.send(text)) for text in ("one", "two words", "three words now")]
         runs[snapshots] = finals
         rendered = model.render(chat.messages)
@@ -74,7 +74,7 @@ def test_a_template_that_rewrites_history_non_prefix_falls_back(model):
     for snapshots in (0, 2):
         renumbered.turn_states.capacity = snapshots
         renumbered.turn_states.clear()
-        chat = Conversation(renumbered, settings=SETTINGS)
+        chat = Conversation(renumbered, renumbered.defaults.changed(**SETTINGS))
         answers[snapshots] = [collect(chat.send(text)) for text in ("one", "two words")]
     assert [f.cached_tokens for f in answers[2]] == [0, 0]
     assert [f.tokens for f in answers[2]] == [f.tokens for f in answers[0]]

@@ -11,7 +11,7 @@ import localai
 from localai.cli.demo import checkpoint
 from localai.prompt import render
 from localai.tasks import arithmetic
-from localai.tasks.runner import score, score_conversations
+from localai.tasks.runner import greedy, score, score_conversations
 
 SAMPLE = arithmetic.problems(50)  # the first 50 held-out problems: 1 problem = 2 points
 CONVERSATIONS = arithmetic.conversations(20)  # 20 held-out chats of 4 questions: 60 follow-up questions
@@ -53,15 +53,15 @@ def test_the_checkpoint_is_accurate_with_thinking(reference_correct):
 @pytest.mark.parametrize("quant", [quant for _, quant in CONVERSIONS])
 def test_conversions_keep_accuracy_within_two_points(quant, packages, reference_correct):
     model = localai.load(packages[quant])
-    result = score(model, arithmetic, SAMPLE, think=True, max_tokens=400)
+    result = score(model, arithmetic, SAMPLE, greedy(model, think=True, max_tokens=400))
     model.close()
     assert abs(result.correct - reference_correct) <= 1  # 1 problem in 50 = 2 points (counts: no float rounding)
 
 
 def test_thinking_off_is_much_worse(packages):
     model = localai.load(packages["q8_0"])
-    on = score(model, arithmetic, SAMPLE, think=True, max_tokens=400)
-    off = score(model, arithmetic, SAMPLE, think=False, max_tokens=400)
+    on = score(model, arithmetic, SAMPLE, greedy(model, think=True, max_tokens=400))
+    off = score(model, arithmetic, SAMPLE, greedy(model, think=False, max_tokens=400))
     model.close()
     assert off.mean_reasoning_tokens == 0 and on.mean_reasoning_tokens > 20
     assert off.accuracy <= on.accuracy - 0.2
@@ -71,8 +71,8 @@ def test_follow_up_questions_are_answered_as_well_as_the_first(packages):
     """In one chat, with the model's own earlier answers in the history (the template drops their thought),
     the 2nd to 4th questions are answered as well as a first one; without thinking they are not."""
     model = localai.load(packages["q8_0"])
-    on = score_conversations(model, arithmetic, CONVERSATIONS, think=True, max_tokens=400)
-    off = score_conversations(model, arithmetic, CONVERSATIONS[:10], think=False, max_tokens=400)
+    on = score_conversations(model, arithmetic, CONVERSATIONS, greedy(model, think=True, max_tokens=400))
+    off = score_conversations(model, arithmetic, CONVERSATIONS[:10], greedy(model, think=False, max_tokens=400))
     model.close()
     later = sum(s.correct for s in on[1:]) / sum(s.problems for s in on[1:])
     assert later >= 0.95 and min(s.accuracy for s in on[1:]) >= 0.9
@@ -84,6 +84,6 @@ def test_short_operands_are_in_the_task(packages):
     model = localai.load(packages["q8_0"])
     problems = [arithmetic.Problem(12, 34), arithmetic.Problem(7, 5), arithmetic.Problem(999, 1),
                 arithmetic.Problem(5, 123456)]
-    result = score(model, arithmetic, problems, think=True, max_tokens=400)
+    result = score(model, arithmetic, problems, greedy(model, think=True, max_tokens=400))
     model.close()
     assert result.correct == len(problems)

@@ -34,7 +34,7 @@ def _prompt(model, messages):
 def test_restored_turn_state_gives_the_logits_of_the_whole_conversation(fmt, name, tolerance, package,
                                                                         onnx_package):
     model = _load(fmt, name, package, onnx_package)
-    chat = Conversation(model, system="be brief", settings=SETTINGS)
+    chat = Conversation(model, model.defaults.changed(**SETTINGS), system="be brief")
     collect(chat.send("the first question about rivers"))
     prompt, boundary = _prompt(model, [*chat.messages, {"role": "user", "content": "and the second one?"}])
     logits, cached = prefill(model.backend, prompt, model.turn_states, boundary)
@@ -49,7 +49,7 @@ def test_greedy_conversation_is_the_same_with_and_without_reuse(fmt, name, toler
     answers, cached = {}, {}
     for snapshots in (0, 2):
         model = _load(fmt, name, package, onnx_package, turn_snapshots=snapshots)
-        chat = Conversation(model, system="be brief", settings=SETTINGS)
+        chat = Conversation(model, model.defaults.changed(**SETTINGS), system="be brief")
         finals = [collect(chat.send(text)) for text in ("one", "two words", "and three words")]
         finals.append(collect(chat.regenerate()))
         answers[snapshots] = [(f.reasoning, f.content, f.tokens) for f in finals]
@@ -64,9 +64,9 @@ def test_greedy_conversation_is_the_same_with_and_without_reuse(fmt, name, toler
 
 def test_a_changed_system_prompt_is_processed_from_scratch_and_logged(package, onnx_package, caplog):
     model = _load("gguf", "nemotron_h", package, onnx_package)
-    collect(Conversation(model, system="be brief", settings=SETTINGS).send("hello"))
+    collect(Conversation(model, model.defaults.changed(**SETTINGS), system="be brief").send("hello"))
     with caplog.at_level(logging.DEBUG, logger="localai.turn_state"):
-        final = collect(Conversation(model, system="be verbose", settings=SETTINGS).send("hello"))
+        final = collect(Conversation(model, model.defaults.changed(**SETTINGS), system="be verbose").send("hello"))
     model.close()
     assert final.cached_tokens == 0
     assert "no snapshot is a prefix" in caplog.text
@@ -87,7 +87,7 @@ def test_snapshots_are_bounded_and_the_longest_prefix_wins():
 
 def test_editing_the_last_message_reuses_the_turn_before(package, onnx_package):
     model = _load("onnx", "nemotron_h", package, onnx_package)
-    chat = Conversation(model, system="be brief", settings=SETTINGS)
+    chat = Conversation(model, model.defaults.changed(**SETTINGS), system="be brief")
     collect(chat.send("first"))
     first_boundary = _prompt(model, chat.messages[:2])[1]  # system + first question
     collect(chat.send("second"))

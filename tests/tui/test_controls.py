@@ -10,6 +10,8 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static, Switch
 
+from localai.options import ChatOptions
+from localai.sampling import SamplingParams
 from tui.widgets.controls import ControlPanel
 from tui.widgets.slider import Slider
 
@@ -18,7 +20,7 @@ VALUES = {"temperature": "0.7", "top_p": "0.95", "max_tokens": "256"}
 
 class PanelApp(App[None]):
     def compose(self) -> ComposeResult:
-        yield ControlPanel(think=True, budget=None, temperature=0.7, top_p=0.95, max_tokens=256)
+        yield ControlPanel(ChatOptions(max_tokens=256, sampling=SamplingParams(temperature=0.7, top_p=0.95)))
 
 
 def drawn(widget: Widget) -> list[str]:
@@ -63,9 +65,9 @@ def test_an_invalid_value_stays_readable_says_why_and_the_last_good_value_is_use
             assert drawn(field)[0].strip() == "9"
             error = str(pilot.app.query_one("#field-error", Static).content)
             assert error == "Temp: must be between 0 and 5; 0.7 is used"
-            assert panel.settings()["temperature"] == 0.7
+            assert panel.applied(ChatOptions()).sampling.temperature == 0.7
             await pilot.press("backspace", "1", ".", "5")
-            assert drawn(field)[0].strip() == "1.5" and panel.settings()["temperature"] == 1.5
+            assert drawn(field)[0].strip() == "1.5" and panel.applied(ChatOptions()).sampling.temperature == 1.5
             assert str(pilot.app.query_one("#field-error", Static).content) == ""
     asyncio.run(scenario())
 

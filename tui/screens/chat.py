@@ -25,7 +25,7 @@ from localai.errors import LocalAIError, describe
 from localai.events import ContentDelta, Final, Notice, ReasoningDelta
 from localai.files import write_text_atomic
 from localai.model import Model
-from localai.options import options, turn_settings
+from localai.options import ChatOptions, turn_settings
 from localai.profiling import TurnMetrics, export_metrics
 from tui.widgets.controls import ControlPanel
 from tui.widgets.profiling import ProfilingPanel
@@ -53,20 +53,14 @@ class ChatScreen(Screen[None]):
     # Ctrl+E exports every turn), so the transcript keeps most of the width
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
 
-    def __init__(self, model: Model, *, settings: dict[str, Any], save_dir: Path, system: str | None = None,
+    def __init__(self, model: Model, options: ChatOptions, *, save_dir: Path, system: str | None = None,
                  placeholder: str | None = None) -> None:
-        """`settings`: generation settings given on the command line (None = the package's defaults)."""
+        """`options`: where the controls start; each turn uses them as the controls then show them."""
         super().__init__()
         self.placeholder = placeholder or PLACEHOLDER
         self.model = model
         self.save_dir = save_dir
-        self.conversation = Conversation(model, system=system)
-        self.overrides = {k: v for k, v in settings.items() if v is not None}
-        opts = options(model.manifest.generation_defaults, **self.overrides)
-        thinking = model.format.thinking is not None
-        self.initial = {"think": (opts.think if opts.think is not None else True) if thinking else None,
-                        "budget": opts.reasoning_budget, "temperature": opts.sampling.temperature,
-                        "top_p": opts.sampling.top_p, "max_tokens": opts.max_tokens}
+        self.conversation = Conversation(model, options, system=system)
         self.metrics: list[TurnMetrics] = []
         self.busy = False
         self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -87,7 +81,7 @@ class ChatScreen(Screen[None]):
                 yield Transcript(id="transcript")
                 yield PromptInput(id="prompt", placeholder=self.placeholder)
             with Vertical(id="sidebar"):
-                yield ControlPanel(**self.initial)
+                yield ControlPanel(self.conversation.options, thinking=self.model.format.thinking is not None)
                 yield ProfilingPanel(self.model.backend.n_ctx)
         yield Footer()
 
@@ -111,21 +105,21 @@ class ChatScreen(Screen[None]):
 
     async def _start(self, text: str | None) -> None:
         """Start a turn (self.busy already set): answer `text`, or regenerate the last answer (None)."""
-        settings = {**self.overrides, **self.query_one(ControlPanel).settings()}
-        self._turn_settings = turn_settings(self.conversation.options(**settings))  # for this turn's metrics
+        options = self.query_one(ControlPanel).applied(self.conversation.options)  # its fields hold valid values
+        self._turn_settings = turn_settings(options)  # for this turn's metrics
         self._cancel = threading.Event()
         self._current = await self.query_one(Transcript).add_assistant()
         self._rate_baseline: int | None = None
         self._window_started = time.perf_counter()
-        self.run_worker(lambda: self._generate(text, settings), thread=True, group="generation")
+        self.run_worker(lambda: self._generate(text, options), thread=True, group="generation")
 
-    def _generate(self, text: str | None, settings: dict[str, Any]) -> None:
+    def _generate(self, text: str | None, options: ChatOptions) -> None:
         """Worker thread: run the turn, hand every event to the interface."""
         try:
             if text is None:
-                events = self.conversation.regenerate(cancel=self._cancel, **settings)
+                events = self.conversation.regenerate(options, cancel=self._cancel)
             else:
-                events = self.conversation.send(text, cancel=self._cancel, **settings)
+                events = self.conversation.send(text, options, cancel=self._cancel)
             for event in events:
                 self._events.put(event)
         except Exception as exc:  # a failed turn (or a backend crash) must not take the app down

@@ -1,6 +1,6 @@
 """The control panel: thinking switch, reasoning-budget slider, sampling settings.
 
-Nothing applies mid-answer: `settings()` is read when the next turn starts. Every field shows its value
+Nothing applies mid-answer: `applied()` is read when the next turn starts. Every field shows its value
 in every state: inputs are compact (Textual's own one-line style, which keeps no border when focused or
 invalid), the switch's state is also written next to it, the focused row's label lights up, and a field
 that does not validate says why underneath.
@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.validation import Integer, Number
 from textual.widgets import Input, Label, Static, Switch
 
+from localai.options import ChatOptions
 from tui.widgets.slider import Slider
 
 BUDGET_MAX, BUDGET_STEP = 2048, 16
@@ -39,15 +40,18 @@ class ControlPanel(Vertical):
     ControlPanel #field-error { color: $error; width: 1fr; height: auto; margin-top: 1; }
     """
 
-    def __init__(self, *, think: bool | None = True, budget: int | None = None, temperature: float = 0.7,
-                 top_p: float = 0.95, max_tokens: int = 1024) -> None:
-        """`think` None: the model has no reasoning markers, so the thinking controls are disabled."""
+    def __init__(self, options: ChatOptions, *, thinking: bool = True) -> None:
+        """The controls start at `options`; `thinking` False: the model has no reasoning markers, so the
+        thinking controls are disabled (the switch starts on when the template's default decides)."""
         super().__init__(id="controls")
-        self._initial = (think, budget, temperature, top_p, max_tokens)
-        self._good: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+        self._think = (options.think is not False) if thinking else None
+        self._budget = options.reasoning_budget
+        self._good: dict[str, Any] = {"temperature": options.sampling.temperature, "top_p": options.sampling.top_p,
+                                      "max_tokens": options.max_tokens}
 
     def compose(self) -> ComposeResult:
-        think, budget, temperature, top_p, max_tokens = self._initial
+        think, budget = self._think, self._budget
+        temperature, top_p, max_tokens = (self._good[name] for name in FIELDS)
         yield Label("Controls", classes="title")
         with Horizontal():
             yield Label("Thinking" if think is not None else "Thinking (n/a)")
@@ -97,12 +101,13 @@ class ControlPanel(Vertical):
                 problems.append(f"{label}: {reason}; {self._good[name]} is used")
         self.query_one("#field-error", Static).update("\n".join(problems))
 
-    def settings(self) -> dict[str, Any]:
-        """The settings for the next turn; a field that does not validate keeps its last good value."""
+    def applied(self, options: ChatOptions) -> ChatOptions:
+        """`options` with what the controls show, for the next turn; a field that does not validate keeps its
+        last good value."""
         switch = self.query_one("#think", Switch)
         values: dict[str, Any] = {} if switch.disabled else {
             "think": switch.value, "reasoning_budget": self.query_one("#budget", Slider).value}
-        return {**values, **self._good}
+        return options.changed(**values, **self._good)
 
 
 def _on_off(value: bool) -> str:

@@ -9,7 +9,7 @@ import pytest
 import localai
 from localai.errors import LocalAIError
 from localai.tasks import arithmetic
-from localai.tasks.runner import parse_budgets, sweep
+from localai.tasks.runner import greedy, parse_budgets, sweep
 
 
 def test_parse_budgets():
@@ -21,7 +21,7 @@ def test_parse_budgets():
 
 def test_sweep_gives_one_row_per_budget_and_thinking_pays(demo_package):
     model = localai.load(demo_package("gguf", "q8_0"))
-    rows = sweep(model, arithmetic, arithmetic.problems(6), [0, 32, None], max_tokens=400)
+    rows = sweep(model, arithmetic, arithmetic.problems(6), [0, 32, None], greedy(model, max_tokens=400))
     model.close()
     assert [r.budget for r in rows] == [0, 32, None]
     off, capped, free = (r.score for r in rows)
@@ -36,5 +36,5 @@ def test_a_sweep_needs_a_reasoning_model(package):
     model = localai.load(package("llama", "f16"))
     model.format = dataclasses.replace(model.format, thinking=None)
     with pytest.raises(LocalAIError, match="no reasoning markers"):
-        sweep(model, arithmetic, arithmetic.problems(1), [0])
+        sweep(model, arithmetic, arithmetic.problems(1), [0], model.defaults)
     model.close()
