@@ -8,7 +8,7 @@ import pytest
 
 import localai
 from converters import convert
-from converters.vocab import _merges, pre_tokenizer_name
+from converters.vocab import SPECIAL_KINDS, _merges, pre_tokenizer_name
 from localai.demo_model import train_tokenizer, write_random_nemotron_h
 from localai.errors import ConversionError
 from tests import zoo
@@ -89,3 +89,46 @@ def test_chat_template_file_takes_priority_like_transformers(tmp_path):
     assert "<|assistant|>" in read_hf_tokenizer(folder).chat_template
     (folder / "chat_template.jinja").write_text("{{ messages }}")
     assert read_hf_tokenizer(folder).chat_template == "{{ messages }}"
+
+
+@pytest.mark.parametrize("name", ["nemotron_h", "llama", "qwen3", "nemotron3_moe", "demo"])
+def test_reading_agrees_with_gguf_special_vocab_where_both_answer(name, checkpoint):
+    """gguf-py's SpecialVocab reads the same files for llama.cpp's converter. Where it finds an answer,
+    localai's reader (bounded reads, stricter refusals, a few more sources) finds the same one; the cases
+    where the two differ on purpose are in docs/gguf-conversion.md."""
+    import gguf
+
+    from converters.vocab import UNREACHABLE_MERGE, read_hf_tokenizer
+    from localai.cli.demo import checkpoint as demo_checkpoint
+
+    folder = demo_checkpoint() if name == "demo" else checkpoint(name)
+    ours = read_hf_tokenizer(folder)
+    theirs = gguf.SpecialVocab(folder, load_merges=True, n_vocab=ours.size)
+    assert ours.merges == (theirs.merges or [UNREACHABLE_MERGE])
+    assert theirs.special_token_ids  # the comparison below compares something
+    assert theirs.special_token_ids.keys() <= set(SPECIAL_KINDS)  # no sep/cls/mask in these decoders
+    assert ours.special_ids == theirs.special_token_ids
+    for kind in ("bos", "eos"):
+        if kind in theirs.add_special_token:
+            assert getattr(ours, f"add_{kind}") == theirs.add_special_token[kind], kind
+    assert ours.chat_template == theirs.chat_template
+
+
+def test_an_eos_list_in_config_json_is_read_where_special_vocab_finds_none(tmp_path):
+    """Llama 3.x configs list several eos_token_ids; SpecialVocab takes only a single int, so without an
+    eos_token in tokenizer_config.json llama.cpp's converter would write no EOS at all."""
+    import gguf
+
+    from converters.vocab import read_hf_tokenizer
+
+    folder = write_random_nemotron_h(tmp_path / "ckpt", **SMALL)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    end = config.pop("eos_token")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = read_hf_tokenizer(folder)
+    end_id, other = ours.id_of(end), ours.id_of("<s>")
+    model_config = json.loads((folder / "config.json").read_text()) | {"eos_token_id": [end_id, other]}
+    (folder / "config.json").write_text(json.dumps(model_config))
+    ours = read_hf_tokenizer(folder)
+    assert ours.special_ids["eos"] == end_id and ours.end_of_turn_ids[:2] == [end_id, other]
+    assert "eos" not in gguf.SpecialVocab(folder, n_vocab=ours.size).special_token_ids
