@@ -40,6 +40,11 @@ CHAT_SETTINGS = {"temperature": 0.0, "max_tokens": CHAT_ANSWER_TOKENS, "think": 
 CHAT_CONTEXT = 4096
 
 
+def chat_question(turn: int) -> str:
+    """The user message of turn `turn` (from 0) of the chat test."""
+    return f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     """What to measure; 0 skips a test."""
@@ -107,7 +112,7 @@ class BenchRow:
 
 
 @dataclass
-class _Probe:
+class Probe:
     """Load time and memory of the model in this process."""
 
     load_s: float = 0.0
@@ -128,7 +133,7 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
     from localai.backends import BACKENDS
     from localai.machine import peak_rss_bytes
 
-    probe = _Probe()
+    probe = Probe()
     started = time.perf_counter()
     model = localai.load(model_ref, n_ctx=settings.n_ctx or settings.needed_context, n_threads=settings.threads,
                          device=settings.device)
@@ -140,14 +145,14 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
         rng = np.random.default_rng(0)
         if settings.n_prompt:
             tokens = rng.integers(0, model.backend.n_vocab, settings.n_prompt).tolist()
-            results.append(_repeat(f"pp{settings.n_prompt}", lambda: _prompt_processing(model.backend, tokens),
+            results.append(repeat(f"pp{settings.n_prompt}", lambda: _prompt_processing(model.backend, tokens),
                                    settings.repetitions, on_step, probe))
         if settings.n_gen:
             first = int(rng.integers(0, model.backend.n_vocab))
-            results.append(_repeat(f"tg{settings.n_gen}", lambda: _generation(model.backend, first, settings.n_gen),
+            results.append(repeat(f"tg{settings.n_gen}", lambda: _generation(model.backend, first, settings.n_gen),
                                    settings.repetitions, on_step, probe))
         if settings.turns:
-            results.append(_repeat(f"chat{settings.turns}", lambda: _chat(model, settings.turns),
+            results.append(repeat(f"chat{settings.turns}", lambda: _chat(model, settings.turns),
                                    settings.repetitions, on_step, probe, warm_up=lambda: _chat(model, 2)))
         artifact = next(a for a in model.manifest.artifacts if a.format in BACKENDS)
         peak = peak_rss_bytes()
@@ -155,17 +160,15 @@ def measure(model_ref: str, settings: BenchSettings, on_step: Callable[[str], No
         return [BenchRow(model=model.manifest.name, format=artifact.format, quant=artifact.quant,
                          backend=model.backend.name, device=model.backend.device,
                          threads=model.backend.max_threads, thread_policy=model.backend.thread_policy, test=test,
-                         tokens_per_s=round(statistics.fmean(rates), 2),
-                         tokens_per_s_std=round(statistics.stdev(rates), 2) if len(rates) > 1 else None,
                          load_s=round(probe.load_s, 3), peak_rss_mb=_mb(peak), gpu_mb=_mb(gpu),
-                         samples_tokens_per_s=[round(r, 2) for r in rates], **extra)
+                         **row_rates(rates), **extra)
                 for test, rates, extra in results]
     finally:
         model.close()
 
 
-def _repeat(test: str, run_once: Callable[[], dict[str, Any]], repetitions: int, on_step: Callable[[str], None],
-            probe: _Probe, warm_up: Callable[[], object] | None = None) -> tuple[str, list[float], dict[str, Any]]:
+def repeat(test: str, run_once: Callable[[], dict[str, Any]], repetitions: int, on_step: Callable[[str], None],
+            probe: Probe, warm_up: Callable[[], object] | None = None) -> tuple[str, list[float], dict[str, Any]]:
     (warm_up or run_once)()  # first-call allocations and caches are not what is measured
     on_step(f"{test} warm-up")
     runs = []
@@ -184,6 +187,13 @@ def _repeat(test: str, run_once: Callable[[], dict[str, Any]], repetitions: int,
         per_turn = [statistics.fmean(turn) for turn in zip(*(r["ttft_s"] for r in runs), strict=True)]
         extra = {"ttft_ms": _ms(per_turn[-1]), "ttft_per_turn_ms": [_ms(t) for t in per_turn]}
     return test, rates, {"ttft_ms": None, "itl_p50_ms": None, "itl_p95_ms": None, **extra}
+
+
+def row_rates(rates: list[float]) -> dict[str, Any]:
+    """A row's tokens/s fields from the runs' rates: mean, sample std (None for one run), the samples."""
+    return {"tokens_per_s": round(statistics.fmean(rates), 2),
+            "tokens_per_s_std": round(statistics.stdev(rates), 2) if len(rates) > 1 else None,
+            "samples_tokens_per_s": [round(r, 2) for r in rates]}
 
 
 def _prompt_processing(backend: Any, tokens: list[int]) -> dict[str, Any]:
@@ -215,7 +225,7 @@ def _chat(model: Any, turns: int) -> dict[str, Any]:
     conversation = Conversation(model, model.defaults.changed(**CHAT_SETTINGS), system=CHAT_SYSTEM)
     ttfts, decoded, decode_s = [], 0, 0.0
     for turn in range(turns):
-        events = list(conversation.send(f"Question {turn + 1}: what comes after {turn * 7} in the sequence?"))
+        events = list(conversation.send(chat_question(turn)))
         if any(isinstance(e, Notice) and e.dropped_messages for e in events):
             # from here on turns would measure a trimmed conversation, not a growing one
             raise LocalAIError(f"the {turns}-turn chat outgrew the context of {model.backend.n_ctx} tokens at turn "

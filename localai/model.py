@@ -12,6 +12,7 @@ from localai import chat as chat_engine
 from localai import store
 from localai.backends import Backend, backend_for
 from localai.chat_format import ChatFormat
+from localai.chat_template import loading_weights
 from localai.errors import PackageError
 from localai.events import Event, Final, collect
 from localai.options import ChatOptions, package_options
@@ -83,9 +84,10 @@ class Model:
         self.backend.close()
 
 
-def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None = None,
+def load(model: str | Path | Package, *, n_ctx: int | None = None, n_threads: int | None = None,
          kv_cache: str | None = None, device: str = "auto", turn_snapshots: int = DEFAULT_SNAPSHOTS) -> Model:
-    """Load `model`: a package folder, its manifest.json, a store name, or a bare .gguf file.
+    """Load `model`: a package folder, its manifest.json, a store name, a bare .gguf file, or a Package
+    already opened (`resolve`).
 
     `n_ctx` defaults to the smallest of 4096, the model's trained context (hybrid GGUFs declare 2^20
     tokens, which must never be allocated) and a TensorRT engine's maximum. llama.cpp's attention cache
@@ -95,7 +97,7 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     `turn_snapshots`: backend states kept at chat turn boundaries so that the next turn processes only
     its new tokens (0 turns this off; see localai/turn_state.py).
     """
-    package = resolve(model)
+    package = model if isinstance(model, Package) else resolve(model)
     artifact = _runnable_artifact(package)
     for part in package.manifest.artifacts:  # an ONNX graph's weights are a second file
         _check_present(package, part)
@@ -103,8 +105,9 @@ def load(model: str | Path, *, n_ctx: int | None = None, n_threads: int | None =
     limit = package.manifest.graph.get("tensorrt", {}).get("max_context", DEFAULT_CONTEXT)
     context = n_ctx if n_ctx is not None else min(DEFAULT_CONTEXT, package.manifest.context_length, limit)
     cache = kv_cache or ("f16" if artifact.format == "gguf" and artifact.quant != "f32" else "f32")
-    backend = backend_for(artifact.format)(package, artifact, n_ctx=context, n_threads=n_threads, kv_cache=cache,
-                                           device=device)
+    with loading_weights():  # a template rendering on another thread meanwhile is not charged for this memory
+        backend = backend_for(artifact.format)(package, artifact, n_ctx=context, n_threads=n_threads,
+                                               kv_cache=cache, device=device)
     try:
         return Model.bind(package, backend, TurnStates(turn_snapshots))
     except BaseException:  # a bad template or generation default: the backend is not left open

@@ -14,6 +14,7 @@ from localai.units import shown
 DEFAULT_MAX_TOKENS = 1024
 # used when a package carries no generation defaults of its own
 DEFAULT_SAMPLING = {"temperature": 0.7, "top_p": 0.95}
+MAX_STOPS, MAX_STOP_CHARS = 8, 256
 SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(SamplingParams))
 ContextPolicy = Literal["drop_oldest", "error"]
 
@@ -45,6 +46,9 @@ class ChatOptions:
             raise SettingError(f"sampling must be SamplingParams, got {shown(self.sampling)}")
         if not isinstance(self.stop, tuple) or not all(isinstance(text, str) for text in self.stop):
             raise SettingError(f"stop must be a tuple of strings, got {shown(self.stop)}")
+        # each token is checked against every stop string's prefixes: bounded, so a request cannot stall it
+        if len(self.stop) > MAX_STOPS or any(len(text) > MAX_STOP_CHARS for text in self.stop):
+            raise SettingError(f"stop takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
         if self.context_policy not in ("drop_oldest", "error"):
             raise SettingError(f"context_policy must be 'drop_oldest' or 'error', got {shown(self.context_policy)}")
 

@@ -30,25 +30,48 @@ class Prompt:
 
 def fit(fmt: ChatFormat, messages: list[dict[str, Any]], opts: ChatOptions, n_ctx: int) -> Prompt:
     """The prompt of `messages` in a context of `n_ctx` tokens, leaving room for an answer (a quarter of the
-    context at most) by dropping the oldest turns while the policy allows."""
-    messages = list(messages)
+    context at most) by dropping the oldest turns while the policy allows. The fewest turns that must go
+    are found by bisection, so a long history costs a few renders, not one per dropped turn."""
     reserve = min(opts.max_tokens, n_ctx // 4)
-    dropped = 0
-    while True:
-        text, history, phase = render(fmt, messages, opts.effective_think if fmt.thinking else None)
-        tokens = fmt.tokenize_prompt(text)
-        fits = len(tokens) < n_ctx
-        if len(tokens) + reserve <= n_ctx or (fits and opts.context_policy == "error"):
-            return Prompt(tokens, history, phase, dropped)
-        removed = _drop_oldest_turn(messages) if opts.context_policy == "drop_oldest" else 0
-        if not removed and fits:
-            return Prompt(tokens, history, phase, dropped)
-        if not removed:
-            raise ContextOverflowError(
-                f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx}; "
-                "shorten it or load the model with a larger context"
-            )
-        dropped += removed
+    drops = _drops(messages) if opts.context_policy == "drop_oldest" else [0]
+
+    def prompt(k: int) -> Prompt:
+        """The prompt with the oldest k turns dropped (they follow the system prompt, if there is one)."""
+        head = 1 if messages and messages[0].get("role") == "system" else 0
+        kept = messages[:head] + messages[head + drops[k] :]
+        text, history, phase = render(fmt, kept, opts.effective_think if fmt.thinking else None)
+        return Prompt(fmt.tokenize_prompt(text), history, phase, drops[k])
+
+    def roomy(candidate: Prompt) -> bool:
+        return len(candidate.tokens) + reserve <= n_ctx
+
+    first = prompt(0)
+    if roomy(first):
+        return first
+    most = prompt(len(drops) - 1) if len(drops) > 1 else first
+    if not roomy(most):
+        if len(most.tokens) < n_ctx:  # no room for the whole answer reserve, but the prompt itself fits
+            return most
+        raise ContextOverflowError(
+            f"the conversation needs {len(most.tokens)} tokens but the context holds {n_ctx}; "
+            "shorten it or load the model with a larger context"
+        )
+    low, high, best = 1, len(drops) - 1, most
+    while low < high:  # more dropped turns never make the prompt longer
+        middle = (low + high) // 2
+        if roomy(candidate := prompt(middle)):
+            best, high = candidate, middle
+        else:
+            low = middle + 1
+    return best
+
+
+def _drops(messages: list[dict[str, Any]]) -> list[int]:
+    """How many messages dropping the oldest 0, 1, 2, ... turns removes, up to all that may go."""
+    current, drops = list(messages), [0]
+    while removed := _drop_oldest_turn(current):
+        drops.append(drops[-1] + removed)
+    return drops
 
 
 def render(fmt: ChatFormat, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, str, Phase]:

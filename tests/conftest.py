@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import zoo
+from tests.server import Server
 
 # A small random Nemotron-H layout (numpy-built, no torch): for CLI and error-path tests.
 SMALL_NEMOTRON_H = {"hidden_size": 64, "hybrid_override_pattern": "M*-M", "num_attention_heads": 2,
@@ -192,3 +193,19 @@ def run_localai(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str
     """`localai ARGS` in a child process (for signals and process-level behaviour)."""
     return subprocess.run([sys.executable, "-m", "localai.cli", *args], capture_output=True, text=True, check=False,
                           **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """serve(*args) -> a running `localai serve ARGS` (the same args: the same server)."""
+    servers: dict[tuple[str, ...], Server] = {}
+    home = tmp_path_factory.mktemp("serve-home")
+
+    def get(*args: str) -> Server:
+        if args not in servers:
+            servers[args] = Server(args, home)
+        return servers[args]
+
+    yield get
+    for server in servers.values():
+        server.stop()

@@ -18,7 +18,8 @@ from types import FrameType
 
 from localai.errors import LocalAIError, describe
 
-COMMANDS = ("convert", "run", "chat", "bench", "eval", "pull", "ls", "info", "rm", "verify", "export", "import", "demo")
+COMMANDS = ("convert", "run", "chat", "serve", "bench", "eval", "pull", "ls", "info", "rm", "verify", "export",
+            "import", "demo")
 MODULES = {"import": "import_"}  # verbs that are Python keywords
 
 

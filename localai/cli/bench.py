@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,11 @@ def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentP
                        description="Measure prompt processing (pp) and generation (tg) speed as llama-bench "
                                    "does, plus TTFT, inter-token latency, load time and memory. Each model is "
                                    "measured in a fresh process.")
-    p.add_argument("models", metavar="MODEL", nargs="+", help="package folder, manifest.json, store name or .gguf file")
+    p.add_argument("models", metavar="MODEL", nargs="*", help="package folder, manifest.json, store name or .gguf file")
+    p.add_argument("--endpoint", metavar="URL",
+                   help="also measure model --model of this OpenAI-compatible server (e.g. http://127.0.0.1:11435/v1)")
+    p.add_argument("--model", dest="endpoint_model", metavar="NAME", help="the model to ask the --endpoint for")
+    p.add_argument("--api-key", help="the --endpoint's API key (default: $LOCALAI_API_KEY)")
     p.add_argument("-p", "--n-prompt", type=int, default=512, metavar="P",
                    help="tokens of the pp test (default 512; 0 = skip)")
     p.add_argument("-n", "--n-gen", type=int, default=128, metavar="N",
@@ -49,11 +54,17 @@ def run(args: argparse.Namespace) -> int:
 
     settings = BenchSettings(n_prompt=args.n_prompt, n_gen=args.n_gen, repetitions=args.repetitions,
                              turns=args.turns, threads=args.threads, device=args.device, n_ctx=args.ctx)
+    if not args.models and not args.endpoint:
+        raise LocalAIError("nothing to measure: name a MODEL or an --endpoint")
+    if bool(args.endpoint) != bool(args.endpoint_model):
+        raise LocalAIError("--endpoint and --model go together: the server's URL and the model to ask it for")
     for model in args.models:  # a typo in the last name should not cost the minutes spent on the first
         resolve(model)
     if args.history is not None:
         check_writable(args.history, "--history")
     rows, failures = _measure_all(args.models, settings, debug=getattr(args, "debug", False))
+    if args.endpoint:
+        rows += _measure_endpoint(args, settings)
     machine = machine_description(args.threads)
     if rows:
         print(render(rows, args.format, machine, settings), end="")
@@ -87,6 +98,13 @@ def _measure_all(models: list[str], settings: BenchSettings, *, debug: bool) -> 
             except LocalAIError as exc:
                 failures.append((model, str(exc)))
     return rows, failures
+
+
+def _measure_endpoint(args: argparse.Namespace, settings: BenchSettings) -> list[BenchRow]:
+    from localai.bench_endpoint import measure_endpoint
+
+    api_key = args.api_key or os.environ.get("LOCALAI_API_KEY")
+    return measure_endpoint(args.endpoint, args.endpoint_model, settings, api_key=api_key)
 
 
 # --- output ------------------------------------------------------------------------------------------

@@ -310,6 +310,8 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize(("changes", "fragment"), [
     *BAD_SETTINGS,
+    ({"stop": ["x" * 257]}, "stop takes at most 8 strings of at most 256 characters"),
+    ({"stop": ["x"] * 9}, "stop takes at most 8 strings"),
     ({"temperature": float("nan")}, "temperature must be >= 0, got nan"),
     ({"top_p": "x" * 10_000}, "top_p must be in (0, 1], got 'xxx"),
     ({"temprature": 0.5}, "unknown setting 'temprature'; the settings are context_policy, max_tokens"),
@@ -362,6 +364,28 @@ def test_dropping_turns_leaves_room_for_the_answer(package):
         assert final.usage.prompt_tokens + min(24, 128 // 4) <= 128
     finally:
         small.close()
+
+
+def test_a_long_history_drops_the_fewest_turns_in_a_few_renders(model, monkeypatch):
+    """1000 turns in a 256-token context: the kept turns leave room for the answer, one more would not, and
+    finding them takes a logarithmic number of renders (a request of thousands of messages stays cheap)."""
+    import localai.prompt as prompt_module
+
+    system = [{"role": "system", "content": "be brief"}]
+    history = [m for i in range(1000) for m in ({"role": "user", "content": f"question {i} about rivers"},
+                                                 {"role": "assistant", "content": f"answer {i}"})]
+    messages = [*system, *history, {"role": "user", "content": "last"}]
+    opts = ChatOptions(max_tokens=24, think=False)
+    renders = []
+    original = prompt_module.render
+    monkeypatch.setattr(prompt_module, "render", lambda *a: renders.append(1) or original(*a))
+    fitted = prompt_module.fit(model.format, messages, opts, 256)
+    assert len(renders) <= 2 + 11 and fitted.dropped % 2 == 0 and fitted.dropped > 0
+    assert len(fitted.tokens) + 24 <= 256
+    one_more = [*system, *history[fitted.dropped - 2 :], messages[-1]]
+    monkeypatch.setattr(prompt_module, "render", original)
+    longer = prompt_module.fit(model.format, one_more, dataclasses.replace(opts, context_policy="error"), 10_000)
+    assert len(longer.tokens) + 24 > 256
 
 
 def test_closing_the_model_under_a_generating_thread_is_an_error_not_a_crash(package):

@@ -136,3 +136,19 @@ def test_a_render_that_keeps_many_bounded_strings_alive_is_stopped_by_its_memory
     outcome, peak_kb = _render_bounded(bomb)
     assert outcome.startswith("refused: chat template failed: it took more than 256 MB of memory"), outcome
     assert peak_kb < 400_000, f"peak {peak_kb} kB"
+
+
+def test_a_render_overlapping_a_weights_load_is_not_charged_for_its_memory():
+    """A server loads one model while it renders another request's template: the growth is not the render's,
+    so the memory check stands down for a render that overlaps a load (the time limit still holds)."""
+    from localai.chat_template import _Watchdog, loading_weights
+
+    alone = _Watchdog()
+    assert not alone._overlapped()
+    during = _Watchdog()
+    with loading_weights():
+        assert during._overlapped()
+        started_inside = _Watchdog()
+        assert started_inside._overlapped()
+    assert during._overlapped()  # the load came and went while it ran
+    assert not _Watchdog()._overlapped()

@@ -1,0 +1,236 @@
+"""The OpenAI API: GET /v1/models, POST /v1/chat/completions and /v1/completions (stream or not).
+
+The thought comes back as `reasoning_content`, never inside `content`. Thinking follows
+`chat_template_kwargs.enable_thinking` or `reasoning_effort` ("none" is off); the budget takes any of the
+names clients use (`reasoning_budget`, vLLM's `thinking_token_budget`, NIM's `nvext.max_thinking_tokens`,
+llama.cpp's `thinking_budget_tokens`), with the same grace as `localai run --reasoning-budget`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from localai.events import ContentDelta, Event, Final, ReasoningDelta
+from localai.server.fields import MAX_INT, ApiError, error_body, one_budget, parse, text_of
+from localai.server.service import Service
+
+router = APIRouter(prefix="/v1")
+EFFORTS = ("none", "minimal", "low", "medium", "high")
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")  # clients send fields this server does not use
+
+
+class Message(_Loose):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(_Loose):
+    include_usage: bool = False
+
+
+class NvExt(_Loose):
+    max_thinking_tokens: int | None = Field(None, ge=0, le=MAX_INT)
+
+
+class Sampling(_Loose):
+    """The fields both endpoints take."""
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def changes(self) -> dict[str, Any]:
+        if self.n not in (None, 1):
+            raise ApiError(400, "n must be 1: this server makes one answer per request", "n")
+        named = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                 "top_k": self.top_k, "min_p": self.min_p, "repetition_penalty": self.repetition_penalty,
+                 "seed": self.seed, "stop": [self.stop] if isinstance(self.stop, str) else self.stop}
+        return {name: value for name, value in named.items() if value is not None}
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT)
+    reasoning_effort: Literal[EFFORTS] | None = None  # type: ignore[valid-type]
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_budget: int | None = Field(None, ge=0, le=MAX_INT)
+    thinking_token_budget: int | None = Field(None, ge=0, le=MAX_INT)
+    thinking_budget_tokens: int | None = Field(None, ge=0, le=MAX_INT)
+    nvext: NvExt | None = None
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        if self.tools:
+            raise ApiError(400, "tools are not supported by this server yet", "tools")
+        if self.response_format and self.response_format.get("type") != "text":
+            raise ApiError(400, "response_format (structured output) is not supported by this server yet",
+                           "response_format")
+        changes = super().changes()
+        if self.max_completion_tokens is not None:
+            changes["max_tokens"] = self.max_completion_tokens
+        think = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if think is not None and not isinstance(think, bool):
+            raise ApiError(400, "chat_template_kwargs.enable_thinking must be true or false",
+                           "chat_template_kwargs.enable_thinking")
+        if think is None and self.reasoning_effort is not None:
+            think = self.reasoning_effort != "none"
+        if think is not None:
+            changes["think"] = think
+        return changes | one_budget({
+            "reasoning_budget": self.reasoning_budget, "thinking_token_budget": self.thinking_token_budget,
+            "thinking_budget_tokens": self.thinking_budget_tokens,
+            "nvext.max_thinking_tokens": self.nvext.max_thinking_tokens if self.nvext else None})
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        return [{"role": "system" if m.role == "developer" else m.role,
+                 "content": text_of(m.content, f"messages.{i}.content")} for i, m in enumerate(self.messages)]
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+
+    def text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise ApiError(400, "prompt must be one string: this server makes one answer per request", "prompt")
+        return self.prompt[0]
+
+
+@router.get("/models")
+async def models(request: Request) -> dict[str, Any]:
+    service: Service = request.app.state.service
+    return {"object": "list", "data": [_model(service, name) for name in service.names()]}
+
+
+@router.get("/models/{name:path}")
+async def model(request: Request, name: str) -> dict[str, Any]:
+    service: Service = request.app.state.service
+    service.package(name)
+    return _model(service, name)
+
+
+def _model(service: Service, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": service.created(name), "owned_by": "localai"}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+    service: Service = request.app.state.service
+    body = parse(ChatRequest, await request.body())
+    service.check_messages(len(body.messages))
+    turn = await service.turn(body.model, body.changes(), api="openai", messages=body.chat_messages())
+    reply = _Reply("chat.completion", body.model)
+    if body.stream:
+        return _sse(reply.chat_chunks(await service.stream(turn), _usage_wanted(body)))
+    return JSONResponse(reply.chat(await service.complete(turn, request)))
+
+
+@router.post("/completions", response_model=None)
+async def completions(request: Request) -> JSONResponse | StreamingResponse:
+    service: Service = request.app.state.service
+    body = parse(CompletionRequest, await request.body())
+    turn = await service.turn(body.model, body.changes(), api="openai", text=body.text())
+    reply = _Reply("text_completion", body.model)
+    if body.stream:
+        return _sse(reply.text_chunks(await service.stream(turn), _usage_wanted(body)))
+    return JSONResponse(reply.text(await service.complete(turn, request)))
+
+
+def _usage_wanted(body: Sampling) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+def _sse(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    """Server-sent events; an error after the stream began is an `error` event, as OpenAI sends one."""
+    async def lines() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+        except ApiError as exc:
+            yield f"data: {json.dumps(error_body('/v1', exc.status, exc.message, exc.param))}\n\n"
+            return
+        yield "data: [DONE]\n\n"
+    return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def usage(final: Final) -> dict[str, Any]:
+    u = final.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "prompt_tokens_details": {"cached_tokens": final.cached_tokens}}
+
+
+def _finish(final: Final) -> str:
+    return "length" if final.finish_reason == "length" else "stop"
+
+
+class _Reply:
+    """One response's id, time and model, and how its events become this API's objects."""
+
+    def __init__(self, kind: str, model: str) -> None:
+        prefix = "chatcmpl" if kind == "chat.completion" else "cmpl"
+        self.kind, self.model = kind, model
+        self.id, self.created = f"{prefix}-{uuid.uuid4().hex}", int(time.time())
+
+    def _object(self, kind: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices,
+                **extra}
+
+    def chat(self, final: Final) -> dict[str, Any]:
+        message = {"role": "assistant", "content": final.content, "reasoning_content": final.reasoning or None}
+        return self._object(self.kind, [{"index": 0, "message": message, "finish_reason": _finish(final),
+                                         "logprobs": None}], usage=usage(final))
+
+    def text(self, final: Final) -> dict[str, Any]:
+        return self._object(self.kind, [{"index": 0, "text": final.content, "finish_reason": _finish(final),
+                                         "logprobs": None}], usage=usage(final))
+
+    async def chat_chunks(self, events: AsyncIterator[Event], with_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        kind = "chat.completion.chunk"
+        yield self._object(kind, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        async for event in events:
+            for delta, finish in _chat_deltas(event):
+                yield self._object(kind, [{"index": 0, "delta": delta, "finish_reason": finish}])
+            if isinstance(event, Final) and with_usage:
+                yield self._object(kind, [], usage=usage(event))
+
+    async def text_chunks(self, events: AsyncIterator[Event], with_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        async for event in events:
+            if isinstance(event, ContentDelta | Final):
+                text, finish = (event.text, None) if isinstance(event, ContentDelta) else ("", _finish(event))
+                yield self._object(self.kind, [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}])
+            if isinstance(event, Final) and with_usage:
+                yield self._object(self.kind, [], usage=usage(event))
+
+
+def _chat_deltas(event: Event) -> Iterator[tuple[dict[str, Any], str | None]]:
+    if isinstance(event, ReasoningDelta):
+        yield {"reasoning_content": event.text}, None
+    elif isinstance(event, ContentDelta):
+        yield {"content": event.text}, None
+    elif isinstance(event, Final):
+        yield {}, _finish(event)
+
