@@ -20,9 +20,10 @@ _logger = logging.getLogger("localai.llama_cpp")
 _ERROR, _CONTINUATION = 4, 5  # ggml_log_level values
 
 
-@dataclass
+@dataclass(eq=False)  # each capture is its own: two empty ones must not be mistaken for each other on removal
 class LogCapture:
-    """llama.cpp log lines received while a `capture()` block ran, with their ggml levels."""
+    """llama.cpp log lines received while a `capture()` block ran, with their ggml levels (with several
+    models running on several threads, a capture may also see another's lines)."""
 
     lines: list[tuple[int, str]] = field(default_factory=list)
 
@@ -45,7 +46,7 @@ _captures: list[LogCapture] = []
 @llama_cpp.llama_log_callback
 def _on_log(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", "replace") if text else ""
-    for capture_ in _captures:
+    for capture_ in tuple(_captures):  # another thread may start or end a capture meanwhile
         capture_.add(level, message)
     if message.strip():
         _logger.debug(message.rstrip())

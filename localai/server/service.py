@@ -5,6 +5,7 @@ a response starts; `complete()` waits for the final event and gives up when the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from localai.server.catalog import Catalog, LoadError, UnknownModel
 from localai.server.fields import ApiError
 from localai.server.metrics import Metrics
 
+log = logging.getLogger("localai.server")
 DISCONNECT_POLL_SECONDS = 0.1
 
 
@@ -118,6 +120,11 @@ class Service:
             raise ApiError(500, str(exc)) from None
         except LocalAIError as exc:
             raise ApiError(400, str(exc)) from None
+        except ApiError:
+            raise
+        except Exception:  # a bug: logged with its traceback; the client gets an error, not a cut connection
+            log.exception("error generating for %s", turn.model)
+            raise ApiError(500, "internal error; the server's log has the details") from None
         finally:
             if not leased:
                 self.metrics.waiting.dec()
