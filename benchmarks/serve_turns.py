@@ -6,10 +6,12 @@ GGUF, in the same run, one server at a time.
     .venv/bin/python benchmarks/serve_turns.py [--package DIR] [--turns 20] [--threads 2] [--rounds 3]
 
 Default model: the ~250M Nemotron-H hybrid of benchmarks/convert_gguf.py as GGUF q4_k_m (converted on
-first use in --workdir). Each turn is a ~50-token user message; answers are greedy, 16 tokens, thinking
-off. As a client does, every request sends the whole conversation so far. TTFT is measured in the client,
-from sending the request to the first streamed text. Each round runs the conversation once per server;
-the table shows per-turn medians over the rounds.
+first use in --workdir). Each turn is a ~50-token user message, thinking off. As a client does, every
+request sends the whole conversation so far. TTFT is the client's wait for a one-token answer (the prompt
+processed, one token sampled, and HTTP): a random-weight model's tokens are often no text at all, so the
+first streamed text would not mark the first token. The assistant turns put back into the history are
+fixed sentences of about 16 tokens, so both servers see exactly the same prompts. Each round runs the
+conversation once per server; the table shows per-turn medians over the rounds.
 """
 
 from __future__ import annotations
@@ -54,27 +56,25 @@ def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"server did not start: {' '.join(command)}")
 
 
+def answer(i: int) -> str:
+    """The assistant turn both servers get back in the history (about 16 tokens), the same for both."""
+    return f"The {TOPICS[i % len(TOPICS)]} near the old road are worth it; plan half a day."
+
+
 def conversation(port: int, model: str, turns: int) -> list[tuple[float, int | None]]:
     """(TTFT ms, cached prompt tokens if the server says) of every turn."""
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
     messages: list[dict[str, str]] = [{"role": "system", "content": "You are a helpful assistant."}]
     rows = []
-    options = {"temperature": 0, "max_tokens": 16, "stream": True, "stream_options": {"include_usage": True},
-               "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}
     for turn in range(turns):
         messages.append({"role": "user", "content": user_turn(turn)})
         sent = time.perf_counter()
-        first, text, cached = None, [], None
-        for chunk in client.chat.completions.create(model=model, messages=messages, **options):
-            delta = chunk.choices[0].delta if chunk.choices else None
-            piece = (delta.content or getattr(delta, "reasoning_content", None) or "") if delta else ""
-            if piece and first is None:
-                first = time.perf_counter()
-            text.append(piece)
-            if chunk.usage and chunk.usage.prompt_tokens_details:
-                cached = chunk.usage.prompt_tokens_details.cached_tokens
-        rows.append((((first or time.perf_counter()) - sent) * 1000, cached))
-        messages.append({"role": "assistant", "content": "".join(text)})
+        reply = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=1,
+                                               extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        elapsed = (time.perf_counter() - sent) * 1000
+        details = reply.usage.prompt_tokens_details if reply.usage else None
+        rows.append((elapsed, details.cached_tokens if details else None))
+        messages.append({"role": "assistant", "content": answer(turn)})
     return rows
 
 
