@@ -151,3 +151,41 @@ def test_a_request_cancelled_while_its_model_loads_does_not_orphan_the_model(two
     assert len(loaded) == 1 and name not in catalog.loaded()
     with pytest.raises(localai.LocalAIError, match="closed"):
         loaded[0].backend.eval([1])
+
+
+def test_many_concurrent_clients_all_get_complete_answers(serve, package):
+    """A bounded load test: 12 clients x 3 streamed requests on 2 instances; none lost, none cut short, and
+    the metrics count every one."""
+    import threading
+
+    import openai
+
+    folder = package("nemotron_h", "q8_0")
+    name = json.loads((folder / "manifest.json").read_text())["name"]
+    server = serve(str(folder), "--parallel", "2", "--ctx", "512")
+    finished, problems = [], []
+
+    def client(i: int) -> None:
+        api = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+        for j in range(3):
+            try:
+                chunks = list(api.chat.completions.create(
+                    model=name, messages=[{"role": "user", "content": f"client {i} question {j}"}], max_tokens=12,
+                    temperature=0, stream=True, stream_options={"include_usage": True},
+                    extra_body={"reasoning_effort": "none"}))
+                finished.append((chunks[-1].usage.completion_tokens, chunks[-2].choices[0].finish_reason))
+            except Exception as exc:  # collected, so that one failure does not hide the others
+                problems.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert problems == [] and len(finished) == 36
+    assert all(finish in ("length", "stop") and 0 < tokens <= 12 for tokens, finish in finished)
+    metrics = httpx.get(f"{server.url}/metrics").text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                  if line.startswith("localai_requests_total{"))
+    assert counted == 36
+    assert "localai_requests_waiting 0.0" in metrics and "localai_requests_running 0.0" in metrics

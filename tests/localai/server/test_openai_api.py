@@ -98,22 +98,24 @@ def test_a_stop_string_ends_the_answer_before_it(client, gguf_model):
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_the_next_turn_reuses_the_conversation_and_answers_the_same(client, gguf_model, serve, tmp_path):
-    """Turn 2 processes only its new tokens (cached_tokens), and says exactly what a server that never saw
-    turn 1 says."""
+def test_a_20_turn_conversation_reuses_its_state_and_answers_as_without_reuse(client, gguf_model, serve):
+    """From turn 2 on each turn processes only its new tokens (cached_tokens), and every answer is exactly
+    the one a server with reuse off gives."""
     name = _name(gguf_model)
     options = {"model": name, "temperature": 0, "max_tokens": 16,
                "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}
-    first = client.chat.completions.create(messages=QUESTION, **options)
-    history = [*QUESTION, {"role": "assistant", "content": first.choices[0].message.content},
-               {"role": "user", "content": "And mountains?"}]
-    second = client.chat.completions.create(messages=history, **options)
-    assert 0 < second.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens
-    fresh = openai.OpenAI(base_url=f"{serve(str(gguf_model), '--turn-snapshots', '0').url}/v1", api_key="x",
+    plain = openai.OpenAI(base_url=f"{serve(str(gguf_model), '--turn-snapshots', '0').url}/v1", api_key="x",
                           max_retries=0)
-    again = fresh.chat.completions.create(messages=history, **options)
-    assert again.usage.prompt_tokens_details.cached_tokens == 0
-    assert again.choices[0].message.content == second.choices[0].message.content
+    history: list[dict[str, str]] = []
+    for turn in range(20):
+        history.append({"role": "user", "content": f"Question {turn + 1}: tell me about rivers."})
+        reused = client.chat.completions.create(messages=history, **options)
+        fresh = plain.chat.completions.create(messages=history, **options)
+        cached = reused.usage.prompt_tokens_details.cached_tokens
+        assert (cached > 0) == (turn > 0) and cached < reused.usage.prompt_tokens, turn
+        assert fresh.usage.prompt_tokens_details.cached_tokens == 0
+        assert reused.choices[0].message.content == fresh.choices[0].message.content, turn
+        history.append({"role": "assistant", "content": reused.choices[0].message.content})
 
 
 def test_completions_continue_raw_text(client, gguf_model):
