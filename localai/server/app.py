@@ -97,8 +97,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class _Guard:
-    """The API key (Authorization: Bearer, compared in constant time) and the body-size bound, before any
-    endpoint reads a byte of the request."""
+    """The API key (Authorization: Bearer, compared in constant time), JSON bodies only, and the body-size
+    bound, before any endpoint reads a byte of the request."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, api_key: str | None,
                  max_body: int) -> None:
@@ -113,6 +113,11 @@ class _Guard:
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
                 return await _reject(send, path, 401, "a valid API key is needed (Authorization: Bearer KEY)")
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and kind != "application/json":
+            # the content types a web page may send without asking first (CORS "simple" requests), and none:
+            # refused, so that a page open in a browser cannot make this server work for it
+            return await _reject(send, path, 415, "a request body must be sent as Content-Type: application/json")
         declared = headers.get("content-length", "0")
         if not declared.isdigit():
             return await _reject(send, path, 400, "Content-Length is not a number of bytes")

@@ -22,6 +22,7 @@ FIELDS = {
     "/api/generate": ["model", "prompt", "system", "raw", "stream", "think", "options", "images"],
     "/api/show": ["model"],
 }
+JSON = {"Content-Type": "application/json"}
 FUZZ = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -62,7 +63,7 @@ def test_no_request_body_makes_a_server_error(fuzzed, path):
     @FUZZ
     @given(body=bodies(path, name))
     def check(body: bytes) -> None:
-        response = httpx.post(f"{server.url}{path}", content=body, timeout=120)
+        response = httpx.post(f"{server.url}{path}", content=body, headers=JSON, timeout=120)
         assert response.status_code < 500, (response.status_code, response.text[:300])
         if response.status_code >= 400:
             error = response.json()["error"]

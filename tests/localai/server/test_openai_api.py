@@ -11,6 +11,7 @@ import openai
 import pytest
 
 QUESTION = [{"role": "user", "content": "Tell me about rivers."}]
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +155,12 @@ def test_bodies_and_routes_that_are_refused(server):
     big = httpx.post(f"{server.url}/v1/chat/completions", content=b"{" + b" " * (5 * 1024 * 1024) + b"}",
                      headers={"Content-Type": "application/json"})
     assert big.status_code == 413 and "over" in big.json()["error"]["message"]
-    garbage = httpx.post(f"{server.url}/v1/chat/completions", content=b"\xff{not json")
+    garbage = httpx.post(f"{server.url}/v1/chat/completions", content=b"\xff{not json", headers=JSON)
     assert garbage.status_code == 400 and garbage.json()["error"]["message"].startswith("the request body is not JSON")
+    body = json.dumps({"model": "m", "messages": QUESTION})
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        page = httpx.post(f"{server.url}/api/chat", content=body, headers={"Content-Type": kind} if kind else {})
+        assert page.status_code == 415 and "application/json" in page.json()["error"], kind
     missing = httpx.get(f"{server.url}/v1/nothing")
     assert missing.status_code == 404 and missing.json()["error"]["message"] == "no such endpoint: GET /v1/nothing"
     for response in (big, garbage, missing):
@@ -205,7 +210,7 @@ def test_a_prompt_too_long_for_the_context_is_a_400_even_when_streaming(client, 
      "only text content parts are supported"),
 ])
 def test_hostile_bodies_are_400s(server, body, fragment):
-    response = httpx.post(f"{server.url}/v1/chat/completions", content=body)
+    response = httpx.post(f"{server.url}/v1/chat/completions", content=body, headers=JSON)
     assert response.status_code == 400 and fragment in response.json()["error"]["message"], response.text
 
 
