@@ -21,7 +21,7 @@ from localai import __version__
 from localai.events import ContentDelta, Event, Final, ReasoningDelta
 from localai.package import Package
 from localai.server.fields import MAX_INT, ApiError, parse
-from localai.server.service import Service, Turn
+from localai.server.service import Service, Turn, created_at
 
 router = APIRouter(prefix="/api")
 FOREVER_S = 100 * 365 * 86400.0
@@ -118,7 +118,7 @@ async def show(request: Request) -> dict[str, Any]:
             "details": _details(package), "capabilities": capabilities,
             "model_info": {"general.architecture": manifest.architecture,
                            f"{manifest.architecture}.context_length": manifest.context_length},
-            "modified_at": _timestamp(manifest.created)}
+            "modified_at": created_at(package).isoformat()}
 
 
 @router.post("/chat", response_model=None)
@@ -218,14 +218,6 @@ class _Reply:
                 yield {"model": self.model, "created_at": _now(), **self._text("", None), **self._done(event)}
 
 
-def _timestamp(created: str) -> str:
-    """A manifest's creation time as ISO 8601 (the clients parse it), the epoch when it holds none."""
-    try:
-        return datetime.fromisoformat(created).isoformat()
-    except ValueError:
-        return datetime.fromtimestamp(0, UTC).isoformat()
-
-
 def _details(package: Package) -> dict[str, Any]:
     manifest = package.manifest
     artifact = manifest.artifacts[0]
@@ -237,6 +229,6 @@ def _details(package: Package) -> dict[str, Any]:
 
 def _describe(name: str, package: Package) -> dict[str, Any]:
     manifest = package.manifest
-    return {"name": name, "model": name, "modified_at": _timestamp(manifest.created),
+    return {"name": name, "model": name, "modified_at": created_at(package).isoformat(),
             "size": sum(a.bytes for a in manifest.artifacts), "digest": manifest.artifacts[0].sha256,
             "details": _details(package)}

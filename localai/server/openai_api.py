@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from localai.events import ContentDelta, Event, Final, ReasoningDelta
 from localai.server.fields import MAX_INT, ApiError, error_body, one_budget, parse, text_of
-from localai.server.service import Service
+from localai.server.service import Service, created_at
 
 router = APIRouter(prefix="/v1")
 EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -132,7 +132,8 @@ async def model(request: Request, name: str) -> dict[str, Any]:
 
 
 def _model(service: Service, name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": service.created(name), "owned_by": "localai"}
+    created = int(created_at(service.catalog.packages[name]).timestamp())
+    return {"id": name, "object": "model", "created": created, "owned_by": "localai"}
 
 
 @router.post("/chat/completions", response_model=None)

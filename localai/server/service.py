@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -50,6 +50,15 @@ class Turn:
         return model.stream_complete(self.text or "", self.options, cancel=cancel)
 
 
+def created_at(package: Package) -> datetime:
+    """When the package was made, as its manifest says (the epoch when it does not: the clients parse it)."""
+    try:
+        made = datetime.fromisoformat(package.manifest.created)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return made if made.tzinfo else made.replace(tzinfo=UTC)
+
+
 class Service:
     def __init__(self, catalog: Catalog, limits: Limits) -> None:
         self.catalog, self.limits = catalog, limits
@@ -57,13 +66,6 @@ class Service:
 
     def names(self) -> list[str]:
         return sorted(self.catalog.packages)
-
-    def created(self, name: str) -> int:
-        """When the package was made (seconds since the epoch; 0 if its manifest does not say)."""
-        try:
-            return int(datetime.fromisoformat(self.catalog.packages[name].manifest.created).timestamp())
-        except ValueError:
-            return 0
 
     def check_messages(self, count: int) -> None:
         if count > self.limits.max_messages:
