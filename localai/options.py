@@ -77,6 +77,12 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def given(**settings: Any) -> dict[str, Any]:
+    """The settings that are not None: what a command line or a request body set (for `changed`, where
+    None is a value)."""
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def package_options(defaults: dict[str, Any]) -> ChatOptions:
     """The options a package's generation defaults (its generation_config.json, as the manifest keeps it)
     make: where every request on that package starts."""

@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from localai.cli.run import THREADS_HELP, given
+from localai.cli.run import THREADS_HELP
 from localai.errors import LocalAIError
+from localai.options import given
 from localai.package import file_sha256
 from localai.tasks.arithmetic import MAX_DIGITS, MIN_DIGITS
 

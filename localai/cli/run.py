@@ -10,7 +10,7 @@ from typing import Any
 
 from localai.backends.base import DEVICES
 from localai.events import ContentDelta, Final, Notice, ReasoningDelta
-from localai.options import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING
+from localai.options import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING, given
 
 THREADS_HELP = "CPU threads, fixed (default: every physical core, fewer while other processes keep cores busy)"
 
@@ -70,10 +70,6 @@ def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
                  min_p=args.min_p, repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop,
                  context_policy=args.context_policy)
 
-
-def given(**settings: Any) -> dict[str, Any]:
-    """The settings that are not None: what a command line set."""
-    return {name: value for name, value in settings.items() if value is not None}
 
 
 def add_parser(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:

@@ -6,12 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from localai.options import given
 from localai.units import shown
 
 M = TypeVar("M", bound=BaseModel)
 MAX_INT = 2**31 - 1
+
+
+class Loose(BaseModel):
+    """A request model that keeps the fields it does not name: clients send many this server does not use."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class ApiError(Exception):
@@ -73,19 +80,17 @@ def text_of(content: str | list[dict[str, Any]] | None, where: str) -> str:
 
 def one_budget(candidates: dict[str, int | None]) -> dict[str, int]:
     """The reasoning budget from whichever of its names a client used (all that are given must agree)."""
-    given = {name: value for name, value in candidates.items() if value is not None}
-    if len(set(given.values())) > 1:
-        raise ApiError(400, f"the reasoning budget is given differently as {', '.join(sorted(given))}",
-                       sorted(given)[0])
-    return {"reasoning_budget": next(iter(given.values()))} if given else {}
+    named = given(**candidates)
+    if len(set(named.values())) > 1:
+        raise ApiError(400, f"the reasoning budget is given differently as {', '.join(sorted(named))}",
+                       sorted(named)[0])
+    return {"reasoning_budget": next(iter(named.values()))} if named else {}
 
 
 def error_body(path: str, status: int, message: str, param: str | None = None) -> dict[str, Any]:
     """An error as the API at `path` writes it: OpenAI's object under /v1, Ollama's string elsewhere."""
     if not path.startswith("/v1"):
         return {"error": message}
-    kind = {401: "authentication_error", 404: "invalid_request_error"}.get(status, "invalid_request_error")
-    if status >= 500:
-        kind = "server_error"
+    kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
     code = "model_not_found" if status == 404 and param == "model" else None
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

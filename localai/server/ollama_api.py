@@ -15,12 +15,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from localai import __version__
 from localai.events import ContentDelta, Event, Final, ReasoningDelta
+from localai.options import given
 from localai.package import Package
-from localai.server.fields import MAX_INT, ApiError, parse
+from localai.server.fields import MAX_INT, ApiError, Loose, parse
 from localai.server.service import Service, Turn, created_at
 
 router = APIRouter(prefix="/api")
@@ -28,11 +29,7 @@ FOREVER_S = 100 * 365 * 86400.0
 NO_IMAGES = "images are not supported: localai's models read text only"
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Options(_Loose):
+class Options(Loose):
     num_predict: int | None = Field(None, ge=-2, le=MAX_INT)  # -1: until the context is full (Ollama's)
     temperature: float | None = None
     top_p: float | None = None
@@ -43,13 +40,13 @@ class Options(_Loose):
     stop: list[str] | None = None
 
 
-class Message(_Loose):
+class Message(Loose):
     role: Literal["system", "user", "assistant"]
     content: str = ""
     images: list[Any] | None = None
 
 
-class _Generation(_Loose):
+class _Generation(Loose):
     model: str
     stream: bool = True
     think: bool | Literal["low", "medium", "high"] | None = None
@@ -65,7 +62,7 @@ class _Generation(_Loose):
         named = {"max_tokens": predict, "temperature": o.temperature, "top_p": o.top_p, "top_k": o.top_k,
                  "min_p": o.min_p, "repetition_penalty": o.repeat_penalty, "seed": o.seed, "stop": o.stop,
                  "think": None if self.think is None else self.think is not False}
-        return {name: value for name, value in named.items() if value is not None}
+        return given(**named)
 
 
 class ChatRequest(_Generation):
@@ -80,7 +77,7 @@ class GenerateRequest(_Generation):
     images: list[Any] | None = None
 
 
-class ShowRequest(_Loose):
+class ShowRequest(Loose):
     model: str
 
 

@@ -16,34 +16,31 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from localai.events import ContentDelta, Event, Final, ReasoningDelta
-from localai.server.fields import MAX_INT, ApiError, error_body, one_budget, parse, text_of
+from localai.options import given
+from localai.server.fields import MAX_INT, ApiError, Loose, error_body, one_budget, parse, text_of
 from localai.server.service import Service, created_at
 
 router = APIRouter(prefix="/v1")
 EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")  # clients send fields this server does not use
-
-
-class Message(_Loose):
+class Message(Loose):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[dict[str, Any]] | None = None
 
 
-class StreamOptions(_Loose):
+class StreamOptions(Loose):
     include_usage: bool = False
 
 
-class NvExt(_Loose):
+class NvExt(Loose):
     max_thinking_tokens: int | None = Field(None, ge=0, le=MAX_INT)
 
 
-class Sampling(_Loose):
+class Sampling(Loose):
     """The fields both endpoints take."""
 
     model: str
@@ -65,7 +62,7 @@ class Sampling(_Loose):
         named = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                  "top_k": self.top_k, "min_p": self.min_p, "repetition_penalty": self.repetition_penalty,
                  "seed": self.seed, "stop": [self.stop] if isinstance(self.stop, str) else self.stop}
-        return {name: value for name, value in named.items() if value is not None}
+        return given(**named)
 
 
 class ChatRequest(Sampling):
