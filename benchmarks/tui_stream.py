@@ -77,6 +77,9 @@ class FakeBackend:
     def is_end_of_generation(self, token: int) -> bool:
         return False
 
+    def control_tokens(self) -> frozenset[int]:
+        return frozenset()
+
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         self._n_past += len(tokens)
         if self._step == 0:

@@ -13,6 +13,7 @@ from typing import Any
 from localai import chat_template
 from localai.backends.base import Backend
 from localai.package import KNOWN_THINK_TOKENS, Manifest, ThinkTokens
+from localai.tools.spec import for_template
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class ChatFormat:
         return new
 
     def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **variables: Any) -> str:
-        """The conversation as the model's chat template writes it (the fallback template if it has none)."""
-        return chat_template.render(self.template or chat_template.FALLBACK_TEMPLATE, messages,
+        """The conversation as the model's chat template writes it (the fallback template if it has none);
+        past tool calls are given to the template as transformers gives them (localai/tools/spec.py)."""
+        return chat_template.render(self.template or chat_template.FALLBACK_TEMPLATE, for_template(messages),
                                     add_generation_prompt=add_generation_prompt, bos_token=self.bos_token,
                                     eos_token=self.eos_token, **variables)
 

@@ -68,10 +68,22 @@ def _raise_exception(message: str) -> None:
     raise ChatTemplateError(f"chat template refused the conversation: {message}")
 
 
-def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
-    # transformers' tojson: no HTML escaping, non-ASCII kept
-    _limit(_text_size(value) * (6 if indent else 2), "the tojson filter")  # escapes and indentation included
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    """transformers' tojson, with its arguments (no HTML escaping; non-ASCII kept unless asked). Written piece
+    by piece and given up past the bound: indentation grows with depth, so the size is counted, not guessed."""
+    _limit(_text_size(value), "the tojson filter")
+    width = len(indent) if isinstance(indent, str) else _count(indent) if indent is not None else 0
+    if width > 16 or (indent is not None and not isinstance(indent, int | str)):
+        raise SecurityError("tojson indents by at most 16")  # one piece of output holds a whole indentation
+    encoder = json.JSONEncoder(ensure_ascii=bool(ensure_ascii), indent=indent, sort_keys=bool(sort_keys),
+                               separators=tuple(separators) if isinstance(separators, list | tuple) else None)
+    pieces, size = [], 0
+    for piece in encoder.iterencode(value):
+        size += len(piece)
+        _limit(size, "the tojson filter")
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def _text_size(value: Any) -> int:
@@ -310,8 +322,9 @@ def _finalized(value: Any) -> Any:
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
+    # as transformers renders: blocks trimmed, and {% break %} / {% continue %} (some templates use them)
     env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, optimized=False,
-                          finalize=_finalized)
+                          finalize=_finalized, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     for name in ("center", "indent", "wordwrap", "format", "replace"):
         env.filters[name] = _checked_filter(name, env.filters[name])

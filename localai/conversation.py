@@ -41,8 +41,35 @@ class Conversation:
              **changes: Any) -> Iterator[Event]:
         """Stream the answer to `text` with `options` (default: the conversation's) and `changes` to them by
         name; once the answer is final (or cancelled: the partial answer), it joins the history."""
+        yield from self._answer({"role": "user", "content": text}, options, cancel, changes)
+
+    def pending_calls(self) -> list[dict[str, Any]]:
+        """The last answer's tool calls that have no result yet, oldest first."""
+        last = next((i for i in range(len(self.messages) - 1, -1, -1) if self.messages[i]["role"] == "assistant"), None)
+        if last is None:
+            return []
+        answered = {m.get("tool_call_id") for m in self.messages[last + 1 :] if m["role"] == "tool"}
+        return [call for call in self.messages[last].get("tool_calls", []) if call["id"] not in answered]
+
+    def send_tool_result(self, content: str, options: ChatOptions | None = None, *,
+                         cancel: threading.Event | None = None, **changes: Any) -> Iterator[Event]:
+        """`content` is the result of the oldest pending tool call; once every call of the last answer has its
+        result, the model answers (streamed, as `send`)."""
+        pending = self.pending_calls()
+        if not pending:
+            raise LocalAIError("there is no tool call waiting for a result")
+        result = {"role": "tool", "tool_call_id": pending[0]["id"], "name": pending[0]["function"]["name"],
+                  "content": content}
+        if len(pending) > 1:
+            self.messages.append(result)
+            return
+        yield from self._answer(result, options, cancel, changes)
+
+    def _answer(self, message: dict[str, Any], options: ChatOptions | None, cancel: threading.Event | None,
+                changes: dict[str, Any]) -> Iterator[Event]:
+        """Stream the answer to the history and `message`; the final answer joins the history."""
         opts = (options or self.options).changed(**changes)
-        request = [*self.messages, {"role": "user", "content": text}]
+        request = [*self.messages, message]
         final: Final | None = None
         dropped = 0
         for event in self.model.stream_chat(request, opts, cancel=cancel):
@@ -54,8 +81,8 @@ class Conversation:
         if final is not None:
             first = 1 if request[0].get("role") == "system" else 0
             del request[first : first + dropped]
-            made_with = turn_settings(opts)
-            self.messages[:] = [*request, {"role": "assistant", "content": self._stored(final), "settings": made_with}]
+            answer = {**final.message(), "content": self._stored(final), "settings": turn_settings(opts)}
+            self.messages[:] = [*request, answer]
 
     def _stored(self, final: Final) -> str:
         markers = self.model.format.thinking
@@ -101,6 +128,8 @@ class Conversation:
                           "", content.strip(), ""]
             else:
                 lines += [f"**{message['role']}**", "", content.strip(), ""]
+            for call in message.get("tool_calls", []):
+                lines += [f"`tool call: {call['function']['name']} {call['function']['arguments']}`", ""]
             if message.get("settings"):
                 lines += [f"<sub>{_describe(message['settings'])}</sub>", ""]
         return "\n".join(lines)

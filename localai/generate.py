@@ -16,6 +16,7 @@ import numpy as np
 from localai.backends.base import Backend
 from localai.errors import BackendError
 from localai.events import ContentDelta, Event, Final, ReasoningDelta, Timings, Usage
+from localai.guide import AnswerGuide
 from localai.options import ChatOptions
 from localai.package import ThinkTokens
 from localai.reasoning import BudgetController, default_grace, end_of_thinking_text
@@ -38,19 +39,23 @@ def generate(
     cancel: threading.Event | None = None,
     turn_states: TurnStates | None = None,
     boundary: int | None = None,
+    guide: AnswerGuide | None = None,
 ) -> Iterator[Event]:
     """Prefill `prompt`, then sample until an end-of-turn token, a stop string, `opts.max_tokens` or a full
     context. `phase`: where generation starts (before, inside or after a think block).
     With `turn_states`, the prefill starts from the snapshot holding the longest prefix of `prompt` and
     snapshots the state after its first `boundary` tokens (see localai/turn_state.py). `sampler` replaces
-    the one built from `opts.sampling` (constrained decoding, scripted tests). Setting `cancel` (from any
-    thread) ends the request at the next token ("cancelled"); the texts so far are in the final event."""
+    the one built from `opts.sampling` (scripted tests). `guide` constrains the answer (never the thought):
+    before each answer token it masks the logits, and a complete constrained answer ends generation ("stop").
+    Setting `cancel` (from any thread) ends the request at the next token ("cancelled"); the texts so far
+    are in the final event."""
     started = time.perf_counter()
     sampler = sampler or Sampler(opts.sampling)
     answer = _Answer(opts.stop, ReasoningSplitter(markers.start, markers.end, phase) if markers else None)
     budget = BudgetController(opts.reasoning_budget, _grace(opts))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     context, finish, reasoning_tokens = list(prompt), "length", 0
+    steering = _Steering(guide, answer, _single_token(backend, markers.start) if guide is not None and markers else ())
     logits, cached = prefill(backend, prompt, turn_states, boundary)
     clock = _Clock(started, time.perf_counter())
     while clock.generated < opts.max_tokens:
@@ -59,7 +64,7 @@ def generate(
             break
         if not np.isfinite(logits.max()):
             raise BackendError("the model produced non-finite logits (NaN or infinity)")
-        token = sampler(logits, context)
+        token = sampler(steering.allowed(logits), context)
         if backend.is_end_of_generation(token) or token in stop_tokens:
             finish = "stop"
             break
@@ -68,7 +73,7 @@ def generate(
         text = decoder.decode(backend.token_bytes(token))
         was_thinking = answer.thinking
         yield from answer.add(text)
-        if answer.stopped:
+        if answer.stopped or steering.completed(token, text, was_thinking):  # a stop string, or a whole answer
             finish = "stop"
             break
         to_eval = [token]
@@ -95,6 +100,12 @@ def _end_thought(backend: Backend, answer: _Answer, decoder: codecs.IncrementalD
     return backend.tokenize(end_of_thinking_text(markers), add_bos=False, special=True)
 
 
+def _single_token(backend: Backend, text: str) -> tuple[int, ...]:
+    """The id of `text` if it is one token (as the think marker usually is), else nothing."""
+    tokens = backend.tokenize(text, add_bos=False, special=True)
+    return tuple(tokens) if len(tokens) == 1 else ()
+
+
 def _grace(opts: ChatOptions) -> int:
     """Tokens allowed after the budget to finish the line: the request's, else a tenth of the budget."""
     if opts.reasoning_grace is not None:
@@ -115,6 +126,11 @@ class _Answer:
     @property
     def thinking(self) -> bool:
         return self.splitter is not None and self.splitter.phase is Phase.REASONING
+
+    @property
+    def before_thought(self) -> bool:
+        """Nothing decided yet: the model may still open a think block."""
+        return self.splitter is not None and self.splitter.phase is Phase.BEFORE
 
     def text(self, phase: Phase) -> str:
         return "".join(self.texts[phase])
@@ -160,6 +176,29 @@ class _Answer:
         if held and not self.stopped:
             self.texts[Phase.REASONING].append(held)
             yield ReasoningDelta(held)
+
+
+class _Steering:
+    """A guide where it applies: the answer. Inside the thought only ending the turn is forbidden; before
+    anything is decided the model may still open a thought (`opens_thought`). Without a guide, nothing."""
+
+    def __init__(self, guide: AnswerGuide | None, answer: _Answer, opens_thought: tuple[int, ...]) -> None:
+        self.guide, self.answer, self.opens_thought = guide, answer, opens_thought
+
+    def allowed(self, logits: np.ndarray) -> np.ndarray:
+        """`logits` with what the guide forbids at -inf."""
+        if self.guide is None:
+            return logits
+        if self.answer.thinking:
+            return self.guide.restrict_thought(logits)
+        return self.guide.restrict(logits, self.opens_thought if self.answer.before_thought else ())
+
+    def completed(self, token: int, text: str, was_thinking: bool) -> bool:
+        """Feed an answer token to the guide; True once the constrained answer is complete."""
+        if self.guide is None or was_thinking or self.answer.thinking:
+            return False
+        self.guide.advance(token, text)
+        return self.guide.finished
 
 
 class _Clock:

@@ -20,25 +20,40 @@ def read_json_object(path: Path, what: str, error: type[LocalAIError] = LocalAIE
                      max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The JSON object in `path`; a missing or non-regular file, too many bytes, bad JSON or a non-object
     raises `error` naming `what`."""
+    return parse_json_object(read_bounded(path, what, error, max_bytes=max_bytes), what, error, source=str(path))
+
+
+def read_json(path: Path, what: str, error: type[LocalAIError] = LocalAIError, *,
+              max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in `path` (any type), with the same checks as `read_json_object`."""
+    return _parsed(read_bounded(path, what, error, max_bytes=max_bytes), what, error, f" ({path})")
+
+
+def read_bounded(path: Path, what: str, error: type[LocalAIError] = LocalAIError, *, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path`, at most `max_bytes` of them, or `error` naming `what`."""
     if not path.is_file():  # follows links; false for folders, FIFOs and devices
         raise error(f"{what} not found: {path}" if not path.exists() else f"{what} is not a regular file: {path}")
     if path.stat().st_size > max_bytes:
         raise error(f"{what} is implausibly large ({path.stat().st_size} bytes, at most {max_bytes}): {path}")
-    return parse_json_object(path.read_bytes(), what, error, source=str(path))
+    return path.read_bytes()
 
 
 def parse_json_object(raw: bytes, what: str, error: type[LocalAIError] = LocalAIError, *,
                       source: str = "") -> dict[str, Any]:
     """The JSON object in `raw`, or `error` naming `what` (read from `source`)."""
     where = f" ({source})" if source else ""
+    data = _parsed(raw, what, error, where)
+    if not isinstance(data, dict):
+        raise error(f"{what} must hold a JSON object{where}")
+    return data
+
+
+def _parsed(raw: bytes, what: str, error: type[LocalAIError], where: str) -> Any:
     try:
-        data = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise error(f"{what} is not UTF-8 text{where}: {exc.reason} at byte {exc.start}") from None
     except RecursionError:
         raise error(f"{what} is not valid JSON{where}: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers longer than Python converts
         raise error(f"{what} is not valid JSON{where}: {exc}") from None
-    if not isinstance(data, dict):
-        raise error(f"{what} must hold a JSON object{where}")
-    return data

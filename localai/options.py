@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from localai.errors import SettingError
 from localai.sampling import SamplingParams
+from localai.structured import Constraint, json_schema
+from localai.tools.spec import Tool, check_choice, tools_of
 from localai.units import shown
 
 DEFAULT_MAX_TOKENS = 1024
@@ -22,7 +24,10 @@ ContextPolicy = Literal["drop_oldest", "error"]
 @dataclass(frozen=True)
 class ChatOptions:
     """One request's settings. `think` None: the template's default; `reasoning_budget` None is unlimited
-    and 0 is the same as thinking off; `reasoning_grace` None: max(8, budget / 10)."""
+    and 0 is the same as thinking off; `reasoning_grace` None: max(8, budget / 10). `constraint`: what
+    the answer must match (localai/structured.py); `tools` the model may call and `tool_choice` ("auto",
+    "none": the model is not told of them, "required", or one tool's name: a call to it); with
+    `parallel_tool_calls` False a forced answer holds one call."""
 
     think: bool | None = None
     reasoning_budget: int | None = None
@@ -31,6 +36,10 @@ class ChatOptions:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: tuple[str, ...] = ()
     context_policy: ContextPolicy = "drop_oldest"
+    constraint: Constraint | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         # whole numbers only: these come from command lines, requests and a package's generation_config.json
@@ -51,6 +60,18 @@ class ChatOptions:
             raise SettingError(f"stop takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
         if self.context_policy not in ("drop_oldest", "error"):
             raise SettingError(f"context_policy must be 'drop_oldest' or 'error', got {shown(self.context_policy)}")
+        if self.constraint is not None and not isinstance(self.constraint, Constraint):
+            raise SettingError(f"constraint must be a Constraint, got {shown(self.constraint)}")
+        if not isinstance(self.tools, tuple) or not all(isinstance(tool, Tool) for tool in self.tools):
+            raise SettingError(f"tools must be a tuple of Tool, got {shown(self.tools)}")
+        check_choice(self.tool_choice, self.tools)
+        if not isinstance(self.parallel_tool_calls, bool):
+            raise SettingError(f"parallel_tool_calls must be true or false, got {shown(self.parallel_tool_calls)}")
+
+    @property
+    def offered_tools(self) -> tuple[Tool, ...]:
+        """The tools the model is told of: none when tool_choice is "none"."""
+        return () if self.tool_choice == "none" else self.tools
 
     @property
     def effective_think(self) -> bool | None:
@@ -58,8 +79,9 @@ class ChatOptions:
 
     def changed(self, **changes: Any) -> ChatOptions:
         """A copy with `changes`, by name: the sampling ones (temperature, top_p, top_k, min_p,
-        repetition_penalty, seed) change `sampling`; `stop` may be one string. None is a value here (an
-        unlimited budget, the template's thinking default), never "leave as is"."""
+        repetition_penalty, seed) change `sampling`; `stop` may be one string; `tools` may be OpenAI's tool
+        objects; `constraint` may be a JSON schema (a dict). None is a value here (an unlimited budget, the
+        template's thinking default), never "leave as is"."""
         unknown = sorted(changes.keys() - SETTING_NAMES)
         if unknown:
             names = ", ".join(sorted(SETTING_NAMES))
@@ -67,6 +89,10 @@ class ChatOptions:
         sampling = {k: changes.pop(k) for k in SAMPLING_KEYS if k in changes}
         if isinstance(changes.get("stop"), str | list):
             changes["stop"] = tuple([changes["stop"]] if isinstance(changes["stop"], str) else changes["stop"])
+        if "tools" in changes:
+            changes["tools"] = tools_of(changes["tools"])
+        if isinstance(changes.get("constraint"), dict):
+            changes["constraint"] = json_schema(changes["constraint"])
         return dataclasses.replace(self, sampling=dataclasses.replace(self.sampling, **sampling), **changes)
 
 

@@ -11,6 +11,7 @@ from localai.errors import LocalAIError
 from localai.options import ChatOptions
 from localai.reasoning import prompt_phase, thinking_messages, thinking_switch
 from localai.textstream import Phase
+from localai.tools.spec import Tool
 
 
 class ContextOverflowError(LocalAIError):
@@ -39,7 +40,7 @@ def fit(fmt: ChatFormat, messages: list[dict[str, Any]], opts: ChatOptions, n_ct
         """The prompt with the oldest k turns dropped (they follow the system prompt, if there is one)."""
         head = 1 if messages and messages[0].get("role") == "system" else 0
         kept = messages[:head] + messages[head + drops[k] :]
-        text, history, phase = render(fmt, kept, opts.effective_think if fmt.thinking else None)
+        text, history, phase = render(fmt, kept, opts.effective_think if fmt.thinking else None, opts.offered_tools)
         return Prompt(fmt.tokenize_prompt(text), history, phase, drops[k])
 
     def roomy(candidate: Prompt) -> bool:
@@ -74,12 +75,16 @@ def _drops(messages: list[dict[str, Any]]) -> list[int]:
     return drops
 
 
-def render(fmt: ChatFormat, messages: list[dict[str, Any]], think: bool | None) -> tuple[str, str, Phase]:
+def render(fmt: ChatFormat, messages: list[dict[str, Any]], think: bool | None,
+           tools: tuple[Tool, ...] = ()) -> tuple[str, str, Phase]:
     """The prompt text; the conversation as history (the prompt without the generation prompt, "" when the
     template does not write it as a prefix); and where generation starts (before, inside or after a think
-    block)."""
+    block). `tools` go to the template's `tools` variable (left undefined when there are none, as
+    transformers leaves it)."""
     markers = fmt.thinking
     messages, variables = thinking_messages(fmt.template or "", messages, think)
+    if tools:
+        variables["tools"] = [tool.to_openai() for tool in tools]
     text = fmt.render(messages, **variables)
     history = fmt.render(messages, add_generation_prompt=False, **variables)
     if not (text.startswith(history) and len(text) > len(history)):

@@ -81,6 +81,18 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory,
     return get
 
 
+@pytest.fixture(scope="module", params=["gguf", "onnx"])
+def nemotron3_model(request: pytest.FixtureRequest, package: Callable[[str, str], Path],
+                    onnx_package: Callable[..., Path]) -> Iterator[object]:
+    """The Nemotron 3 MoE test model in float32, loaded on llama.cpp and on ONNX Runtime (once per module)."""
+    import localai
+
+    folder = package("nemotron3_moe", "f32") if request.param == "gguf" else onnx_package("nemotron3_moe", "fp32")
+    loaded = localai.load(folder, n_ctx=2048)
+    yield loaded
+    loaded.close()
+
+
 @pytest.fixture(scope="session")
 def engine_package(tmp_path_factory: pytest.TempPathFactory,
                    checkpoint: Callable[[str], Path]) -> Callable[..., Path]:

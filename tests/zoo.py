@@ -17,6 +17,7 @@ import numpy as np
 from converters.vocab import GPT4O_REGEX, LLAMA3_REGEX, QWEN2_REGEX
 from localai.demo_model import save_tokenizer, train_tokenizer
 from localai.quality import kl_divergence
+from tests.tool_templates import HERMES_TOOLS
 
 # TensorRT engines the tests build: context and prefill limits small enough to build fast
 ENGINE_MAX_CONTEXT, ENGINE_MAX_PREFILL = 256, 64
@@ -50,6 +51,7 @@ class Spec:
     dtype: str = "float32"  # of the saved weights (MoE routers stay float32, as in the releases)
     mtp_head: bool = False  # add a random MTP head (which transformers ignores) in a second shard
     chatml: bool = False  # Nemotron 3's chat conventions: ChatML turns, NEMOTRON3_TEMPLATE
+    template: str | None = None  # with `chatml`: this chat template instead (tests/tool_templates.py)
 
 
 NEMOTRON_BASE = {
@@ -142,6 +144,12 @@ ZOO: dict[str, Spec] = {
         "num_key_value_heads": 1, "head_dim": 32, "max_position_embeddings": 2048, "sliding_window": None,
         "initializer_range": 0.05,
     }),
+    # Qwen3 with ChatML turns and Qwen3's tool calls (the Hermes format): the server's tool tests
+    "qwen3_tools": Spec("qwen3", "qwen2", {
+        "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "max_position_embeddings": 2048, "tie_word_embeddings": True,
+        "initializer_range": 0.05, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+    }, chatml=True, template=HERMES_TOOLS),
     "qwen2": Spec("qwen2", "qwen2", {
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 2048, "initializer_range": 0.05,
@@ -177,8 +185,9 @@ NEMOTRON3_TEMPLATE = """\
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
-def build_tokenizer(style: str, folder: Path, *, chatml: bool = False) -> Any:
-    """A 512-token tokenizer of `style` (ChatML's two special tokens included when `chatml`)."""
+def build_tokenizer(style: str, folder: Path, *, chatml: bool = False, template: str | None = None) -> Any:
+    """A 512-token tokenizer of `style` (ChatML's two special tokens included when `chatml`, and `template`
+    instead of NEMOTRON3_TEMPLATE)."""
     tok = train_tokenizer(512 - len(CHATML_TOKENS) * chatml, **TOKENIZER_STYLES[style])
     if chatml:
         from tokenizers import AddedToken
@@ -187,7 +196,8 @@ def build_tokenizer(style: str, folder: Path, *, chatml: bool = False) -> Any:
     save_tokenizer(tok, folder)
     if chatml:
         path = folder / "tokenizer_config.json"
-        config = json.loads(path.read_text()) | {"eos_token": "<|im_end|>", "chat_template": NEMOTRON3_TEMPLATE}
+        config = json.loads(path.read_text()) | {"eos_token": "<|im_end|>",
+                                                 "chat_template": template or NEMOTRON3_TEMPLATE}
         path.write_text(json.dumps(config, indent=2))
     return tok
 
@@ -198,7 +208,7 @@ def build_checkpoint(name: str, folder: Path) -> Path:
     import transformers
 
     spec = ZOO[name]
-    tok = build_tokenizer(spec.tokenizer, folder, chatml=spec.chatml)
+    tok = build_tokenizer(spec.tokenizer, folder, chatml=spec.chatml, template=spec.template)
     config_class = {"nemotron_h": transformers.NemotronHConfig, "llama": transformers.LlamaConfig,
                     "mistral": transformers.MistralConfig, "qwen3": transformers.Qwen3Config,
                     "qwen2": transformers.Qwen2Config}[spec.kind]

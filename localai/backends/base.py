@@ -60,6 +60,12 @@ class Backend(Protocol):
         """Whether `token` ends a turn (end-of-sequence, end-of-turn)."""
         ...
 
+    def control_tokens(self) -> frozenset[int]:
+        """The control tokens (turn markers, end of sequence, padding): tokens that stand for no text, which
+        tokenizing their text without `special` never gives. Constrained decoding never lets a grammar
+        spell one."""
+        ...
+
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         """Append `tokens` to the state; return the float32 logits [n_vocab] after the last one."""
         ...

@@ -59,6 +59,10 @@ class GraphBackend:
         return self._tokenizer.is_end_of_generation(token)
 
     @guarded
+    def control_tokens(self) -> frozenset[int]:
+        return self._tokenizer.control_tokens
+
+    @guarded
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         if not tokens:
             raise BackendError("eval() needs at least one token")

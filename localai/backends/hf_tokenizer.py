@@ -32,6 +32,8 @@ class PackageTokenizer:
         self._n_vocab = n_vocab
         self._end_ids = _end_of_generation_ids(self._tokenizer, summary)
         self._token_bytes = _token_bytes_table(self._tokenizer, n_vocab)
+        self.control_tokens = frozenset(i for i, t in self._tokenizer.get_added_tokens_decoder().items()
+                                        if t.special and i < n_vocab)
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         """Token ids of `text`; without `special`, control-token texts are plain text, as in llama.cpp."""

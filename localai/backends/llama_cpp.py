@@ -150,6 +150,10 @@ class LlamaCppBackend:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     @guarded
+    def control_tokens(self) -> frozenset[int]:
+        return frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_control(self._vocab, t))
+
+    @guarded
     def eval(self, tokens: Sequence[int]) -> np.ndarray:
         if not tokens:
             raise BackendError("eval() needs at least one token")

@@ -314,7 +314,7 @@ BAD_SETTINGS = [
     ({"stop": ["x"] * 9}, "stop takes at most 8 strings"),
     ({"temperature": float("nan")}, "temperature must be >= 0, got nan"),
     ({"top_p": "x" * 10_000}, "top_p must be in (0, 1], got 'xxx"),
-    ({"temprature": 0.5}, "unknown setting 'temprature'; the settings are context_policy, max_tokens"),
+    ({"temprature": 0.5}, "unknown setting 'temprature'; the settings are constraint, context_policy, max_tokens"),
 ])
 def test_every_bad_setting_is_one_short_line_naming_it(changes, fragment):
     with pytest.raises(SettingError) as caught:

@@ -106,6 +106,10 @@ def _render_bounded(template: str) -> tuple[str, int]:
     ("{{ ('a ' * 500000)|wordwrap(1, wrapstring='x' * 100) }}", "the wordwrap filter would build"),
     ("{% set n = (10 ** 64) ** 64 %}{{ n ** 64 }}", "an integer of more than"),
     ("{{ lipsum(1000000) }}", "'lipsum' is undefined"),
+    # 400 kB as text, 240 MB once every item is indented 150 levels deep
+    ("{% set n = namespace(v=['x'] * 100000) %}{% for i in range(150) %}{% set n.v = [n.v] %}{% endfor %}"
+     "{{ n.v|tojson(indent=16) }}", "the tojson filter would build"),
+    ("{{ [[1]]|tojson(indent=1000000000) }}", "tojson indents by at most 16"),
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "ran longer than 2 s"),
 ])
 def test_template_bombs_stay_within_bounds(template, refusal):
@@ -114,6 +118,20 @@ def test_template_bombs_stay_within_bounds(template, refusal):
     if refusal is not None:
         assert outcome.startswith("refused: chat template failed") and refusal in outcome, outcome
     assert peak_kb < 200_000, f"peak {peak_kb} kB"
+
+
+def test_tojson_and_loop_controls_as_transformers_has_them():
+    """transformers' tojson takes indent, separators, sort_keys and ensure_ascii (Llama 3's template indents its
+    tools), and templates may use {% break %} and {% continue %}."""
+    value = {"b": "é", "a": [1, 2]}
+    assert render("{{ v|tojson }}", [], v=value) == '{"b": "é", "a": [1, 2]}'
+    assert render("{{ v|tojson(indent=2, sort_keys=true) }}", [], v=value) == (
+        '{\n  "a": [\n    1,\n    2\n  ],\n  "b": "é"\n}')
+    assert render("{{ v|tojson(separators=[',', ':'], ensure_ascii=true) }}", [], v=value) == (
+        '{"b":"\\u00e9","a":[1,2]}')
+    loop = ("{% for i in [1, 2, 3, 4] %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}"
+            "{% endif %}{{ i }}{% endfor %}")
+    assert render(loop, []) == "13"
 
 
 def test_real_templates_render_as_before():
