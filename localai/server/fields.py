@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from localai import structured
+from localai.errors import SettingError
 from localai.options import given
 from localai.units import shown
 
@@ -94,3 +96,11 @@ def error_body(path: str, status: int, message: str, param: str | None = None) -
     kind = "authentication_error" if status == 401 else "server_error" if status >= 500 else "invalid_request_error"
     code = "model_not_found" if status == 404 and param == "model" else None
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def constraint_of(kind: str, schema: Any, param: str) -> structured.Constraint:
+    """A response format's constraint (json_object, or json_schema with `schema`), or a 400 naming `param`."""
+    try:
+        return structured.json_schema(schema) if kind == "json_schema" else structured.json_object()
+    except SettingError as exc:
+        raise ApiError(400, str(exc), param) from None

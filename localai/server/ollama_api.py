@@ -2,7 +2,11 @@
 POST /api/chat, /api/generate (NDJSON streaming, the default, or one object) and /api/show.
 
 `think` turns reasoning on or off (a level such as "high" means on); the thought comes back as
-`message.thinking` (`thinking` from /api/generate), never inside the answer.
+`message.thinking` (`thinking` from /api/generate), never inside the answer. `format` ("json" or a JSON
+schema) constrains the answer; `tools` go to the model's template and its calls come back as
+`message.tool_calls` (arguments as objects), each whole in the chunk where it completes. An invalid call
+stays in `content` as the model wrote it. `tool_choice` (auto, none, required or a tool's name) is
+localai's extension: Ollama's API has no way to force a call.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from localai import __version__
-from localai.events import ContentDelta, Event, Final, ReasoningDelta
+from localai import __version__, tools
+from localai.events import ContentDelta, Event, Final, ReasoningDelta, ToolCall
 from localai.options import given
 from localai.package import Package
-from localai.server.fields import MAX_INT, ApiError, Loose, parse
+from localai.server.fields import MAX_INT, ApiError, Loose, constraint_of, parse
 from localai.server.service import Service, Turn, created_at
 
 router = APIRouter(prefix="/api")
@@ -41,9 +45,19 @@ class Options(Loose):
 
 
 class Message(Loose):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     images: list[Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_name: str | None = None
+
+    def chat_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.tool_name is not None:
+            message["name"] = self.tool_name
+        return message
 
 
 class _Generation(Loose):
@@ -55,19 +69,28 @@ class _Generation(Loose):
     keep_alive: Any = None
 
     def changes(self, context: int) -> dict[str, Any]:
-        if self.format:
-            raise ApiError(400, "format (structured output) is not supported by this server yet")
         o = self.options or Options()
         predict = context if o.num_predict is not None and o.num_predict < 0 else o.num_predict
         named = {"max_tokens": predict, "temperature": o.temperature, "top_p": o.top_p, "top_k": o.top_k,
                  "min_p": o.min_p, "repetition_penalty": o.repeat_penalty, "seed": o.seed, "stop": o.stop,
-                 "think": None if self.think is None else self.think is not False}
+                 "think": None if self.think is None else self.think is not False, "constraint": self._constraint()}
         return given(**named)
+
+    def _constraint(self) -> Any:
+        """format: "json" (any object) or a JSON schema; "" or none: free."""
+        if self.format in (None, ""):
+            return None
+        if self.format == "json":
+            return constraint_of("json_object", None, "format")
+        if isinstance(self.format, dict):
+            return constraint_of("json_schema", self.format, "format")
+        raise ApiError(400, 'format must be "json" or a JSON schema object', "format")
 
 
 class ChatRequest(_Generation):
     messages: list[Message] = Field(min_length=1)
     tools: list[Any] | None = None
+    tool_choice: str | None = None  # localai's extension (Ollama has none): auto, none, required or a tool's name
 
 
 class GenerateRequest(_Generation):
@@ -110,7 +133,8 @@ async def show(request: Request) -> dict[str, Any]:
     name = parse(ShowRequest, await request.body()).model
     package = service.package(name)
     manifest = package.manifest
-    capabilities = ["completion", *(["thinking"] if manifest.thinking else [])]
+    capabilities = ["completion", *(["tools"] if tools.detect(manifest.chat_template) else []),
+                    *(["thinking"] if manifest.thinking else [])]
     return {"template": manifest.chat_template or "", "modelfile": "", "parameters": "", "license": "",
             "details": _details(package), "capabilities": capabilities,
             "model_info": {"general.architecture": manifest.architecture,
@@ -122,14 +146,12 @@ async def show(request: Request) -> dict[str, Any]:
 async def chat(request: Request) -> JSONResponse | StreamingResponse:
     service: Service = request.app.state.service
     body = parse(ChatRequest, await request.body())
-    if body.tools:
-        raise ApiError(400, "tools are not supported by this server yet")
     if any(m.images for m in body.messages):
         raise ApiError(400, NO_IMAGES)
     service.check_messages(len(body.messages))
-    messages = [{"role": m.role, "content": m.content} for m in body.messages]
-    turn = await service.turn(body.model, body.changes(_context(service, body.model)), api="ollama",
-                              messages=messages)
+    tooling = given(tools=body.tools or None, tool_choice=body.tool_choice)
+    changes = body.changes(_context(service, body.model)) | tooling
+    turn = await service.turn(body.model, changes, api="ollama", messages=[m.chat_message() for m in body.messages])
     return await _respond(service, turn, request, _Reply(body.model, "message"), body.stream)
 
 
@@ -187,9 +209,14 @@ class _Reply:
     def __init__(self, model: str, shape: str) -> None:
         self.model, self.shape = model, shape
 
-    def _text(self, content: str, thinking: str | None) -> dict[str, Any]:
+    def _text(self, content: str, thinking: str | None, calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+        """The text (an invalid call's own text included) and the valid calls, arguments as objects."""
+        content += "".join(call.text for call in calls if not call.valid)
         if self.shape == "message":
-            return {"message": {"role": "assistant", "content": content, "thinking": thinking}}
+            message = {"role": "assistant", "content": content, "thinking": thinking}
+            valid = [{"id": c.id, "function": {"name": c.name, "arguments": c.parsed_arguments()}}
+                     for c in calls if c.valid]
+            return {"message": message | ({"tool_calls": valid} if valid else {})}
         return {"response": content, "thinking": thinking}
 
     def _done(self, final: Final) -> dict[str, Any]:
@@ -202,8 +229,8 @@ class _Reply:
                 "eval_count": u.completion_tokens, "eval_duration": max(0, total_ns - prefill_ns)}
 
     def whole(self, final: Final) -> dict[str, Any]:
-        return {"model": self.model, "created_at": _now(), **self._text(final.content, final.reasoning or None),
-                **self._done(final)}
+        return {"model": self.model, "created_at": _now(),
+                **self._text(final.content, final.reasoning or None, final.tool_calls), **self._done(final)}
 
     async def chunks(self, events: AsyncIterator[Event]) -> AsyncIterator[dict[str, Any]]:
         async for event in events:
@@ -211,6 +238,8 @@ class _Reply:
                 yield {"model": self.model, "created_at": _now(), **self._text("", event.text), "done": False}
             elif isinstance(event, ContentDelta):
                 yield {"model": self.model, "created_at": _now(), **self._text(event.text, None), "done": False}
+            elif isinstance(event, ToolCall):
+                yield {"model": self.model, "created_at": _now(), **self._text("", None, (event,)), "done": False}
             elif isinstance(event, Final):
                 yield {"model": self.model, "created_at": _now(), **self._text("", None), **self._done(event)}
 

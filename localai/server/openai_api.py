@@ -4,6 +4,12 @@ The thought comes back as `reasoning_content`, never inside `content`. Thinking 
 `chat_template_kwargs.enable_thinking` or `reasoning_effort` ("none" is off); the budget takes any of the
 names clients use (`reasoning_budget`, vLLM's `thinking_token_budget`, NIM's `nvext.max_thinking_tokens`,
 llama.cpp's `thinking_budget_tokens`), with the same grace as `localai run --reasoning-budget`.
+
+`tools`, `tool_choice` and `parallel_tool_calls` as OpenAI defines them; calls come back as `tool_calls`
+(streamed whole, one delta each, once complete), with `finish_reason` "tool_calls". A call the model wrote
+that is not valid stays in `content` as the model wrote it and is described in the message's
+`invalid_tool_calls` (an extension), never passed on as a call. `response_format` `json_object` and
+`json_schema` constrain the answer (localai/structured.py).
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from localai.events import ContentDelta, Event, Final, ReasoningDelta
+from localai.events import ContentDelta, Event, Final, ReasoningDelta, ToolCall
 from localai.options import given
-from localai.server.fields import MAX_INT, ApiError, Loose, error_body, one_budget, parse, text_of
+from localai.server.fields import MAX_INT, ApiError, Loose, constraint_of, error_body, one_budget, parse, text_of
 from localai.server.service import Service, created_at
 
 router = APIRouter(prefix="/v1")
@@ -28,8 +34,10 @@ EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 
 class Message(Loose):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class StreamOptions(Loose):
@@ -75,15 +83,14 @@ class ChatRequest(Sampling):
     thinking_budget_tokens: int | None = Field(None, ge=0, le=MAX_INT)
     nvext: NvExt | None = None
     tools: list[Any] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
 
     def changes(self) -> dict[str, Any]:
-        if self.tools:
-            raise ApiError(400, "tools are not supported by this server yet", "tools")
-        if self.response_format and self.response_format.get("type") != "text":
-            raise ApiError(400, "response_format (structured output) is not supported by this server yet",
-                           "response_format")
-        changes = super().changes()
+        changes = super().changes() | given(tools=self.tools or None, tool_choice=self._tool_choice(),
+                                           parallel_tool_calls=self.parallel_tool_calls,
+                                           constraint=self._constraint())
         if self.max_completion_tokens is not None:
             changes["max_tokens"] = self.max_completion_tokens
         think = (self.chat_template_kwargs or {}).get("enable_thinking")
@@ -99,9 +106,42 @@ class ChatRequest(Sampling):
             "thinking_budget_tokens": self.thinking_budget_tokens,
             "nvext.max_thinking_tokens": self.nvext.max_thinking_tokens if self.nvext else None})
 
-    def chat_messages(self) -> list[dict[str, str]]:
-        return [{"role": "system" if m.role == "developer" else m.role,
-                 "content": text_of(m.content, f"messages.{i}.content")} for i, m in enumerate(self.messages)]
+    def _tool_choice(self) -> str | None:
+        """"auto", "none", "required", or the name in {"type": "function", "function": {"name": ...}}."""
+        if isinstance(self.tool_choice, dict):
+            function = self.tool_choice.get("function")
+            if self.tool_choice.get("type") != "function" or not isinstance(function, dict) or not isinstance(
+                    function.get("name"), str):
+                raise ApiError(400, 'tool_choice must be auto, none, required or {"type": "function", "function": '
+                                    '{"name": ...}}', "tool_choice")
+            return function["name"]
+        return self.tool_choice
+
+    def _constraint(self) -> Any:
+        """response_format: text (none), json_object, or json_schema {"name", "schema", "strict"}."""
+        kind = (self.response_format or {}).get("type", "text")
+        if kind == "json_schema":
+            spec = self.response_format.get("json_schema")  # type: ignore[union-attr]
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise ApiError(400, "response_format.json_schema.schema must be a JSON schema object",
+                               "response_format.json_schema.schema")
+            return constraint_of("json_schema", spec["schema"], "response_format.json_schema.schema")
+        if kind not in ("text", "json_object"):
+            raise ApiError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}"[:200],
+                           "response_format.type")
+        return constraint_of("json_object", None, "response_format") if kind == "json_object" else None
+
+    def chat_messages(self) -> list[dict[str, Any]]:
+        messages = []
+        for i, m in enumerate(self.messages):
+            message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                                       "content": text_of(m.content, f"messages.{i}.content")}
+            if m.tool_calls:
+                message["tool_calls"] = m.tool_calls
+            if m.tool_call_id is not None:
+                message["tool_call_id"] = m.tool_call_id
+            messages.append(message)
+        return messages
 
 
 class CompletionRequest(Sampling):
@@ -182,7 +222,28 @@ def usage(final: Final) -> dict[str, Any]:
 
 
 def _finish(final: Final) -> str:
-    return "length" if final.finish_reason == "length" else "stop"
+    return final.finish_reason if final.finish_reason in ("length", "tool_calls") else "stop"
+
+
+def _call(index: int, call: ToolCall) -> dict[str, Any]:
+    return {"index": index, "id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _message(final: Final) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: valid calls in `tool_calls`; an invalid call's text stays in
+    `content`, and `invalid_tool_calls` says why each is invalid."""
+    valid = [c for c in final.tool_calls if c.valid]
+    invalid = [c for c in final.tool_calls if not c.valid]
+    content = "".join([final.content, *(c.text for c in invalid)])
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if valid else ""),
+                               "reasoning_content": final.reasoning or None}
+    if valid:
+        message["tool_calls"] = [{k: v for k, v in _call(i, c).items() if k != "index"} for i, c in enumerate(valid)]
+    if invalid:
+        message["invalid_tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments, "error": c.error}
+                                         for c in invalid]
+    return message
 
 
 class _Reply:
@@ -198,8 +259,7 @@ class _Reply:
                 **extra}
 
     def chat(self, final: Final) -> dict[str, Any]:
-        message = {"role": "assistant", "content": final.content, "reasoning_content": final.reasoning or None}
-        return self._object(self.kind, [{"index": 0, "message": message, "finish_reason": _finish(final),
+        return self._object(self.kind, [{"index": 0, "message": _message(final), "finish_reason": _finish(final),
                                          "logprobs": None}], usage=usage(final))
 
     def text(self, final: Final) -> dict[str, Any]:
@@ -209,8 +269,10 @@ class _Reply:
     async def chat_chunks(self, events: AsyncIterator[Event], with_usage: bool) -> AsyncIterator[dict[str, Any]]:
         kind = "chat.completion.chunk"
         yield self._object(kind, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        calls = 0
         async for event in events:
-            for delta, finish in _chat_deltas(event):
+            for delta, finish in _chat_deltas(event, calls):
+                calls += "tool_calls" in delta
                 yield self._object(kind, [{"index": 0, "delta": delta, "finish_reason": finish}])
             if isinstance(event, Final) and with_usage:
                 yield self._object(kind, [], usage=usage(event))
@@ -224,11 +286,17 @@ class _Reply:
                 yield self._object(self.kind, [], usage=usage(event))
 
 
-def _chat_deltas(event: Event) -> Iterator[tuple[dict[str, Any], str | None]]:
+def _chat_deltas(event: Event, calls: int) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The chunks of one event; `calls`: the valid calls sent so far (a call's index)."""
     if isinstance(event, ReasoningDelta):
         yield {"reasoning_content": event.text}, None
     elif isinstance(event, ContentDelta):
         yield {"content": event.text}, None
+    elif isinstance(event, ToolCall) and event.valid:
+        yield {"tool_calls": [_call(calls, event)]}, None
+    elif isinstance(event, ToolCall):
+        yield {"content": event.text, "invalid_tool_calls": [{"id": event.id, "name": event.name,
+                                                             "arguments": event.arguments, "error": event.error}]}, None
     elif isinstance(event, Final):
         yield {}, _finish(event)
 

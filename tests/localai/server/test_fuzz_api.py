@@ -16,10 +16,11 @@ FIELDS = {
     "/v1/chat/completions": ["model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                              "top_k", "min_p", "seed", "stop", "n", "stream", "stream_options", "reasoning_effort",
                              "chat_template_kwargs", "reasoning_budget", "thinking_token_budget",
-                             "thinking_budget_tokens", "nvext", "tools", "response_format"],
+                             "thinking_budget_tokens", "nvext", "tools", "tool_choice", "parallel_tool_calls",
+                             "response_format"],
     "/v1/completions": ["model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "stream", "n"],
-    "/api/chat": ["model", "messages", "stream", "think", "options", "format", "tools", "keep_alive"],
-    "/api/generate": ["model", "prompt", "system", "raw", "stream", "think", "options", "images"],
+    "/api/chat": ["model", "messages", "stream", "think", "options", "format", "tools", "tool_choice", "keep_alive"],
+    "/api/generate": ["model", "prompt", "system", "raw", "stream", "think", "options", "images", "format"],
     "/api/show": ["model"],
 }
 JSON = {"Content-Type": "application/json"}
@@ -30,7 +31,9 @@ scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(al
            | st.text(max_size=40))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.sampled_from(["role", "content", "type", "text", "include_usage", "enable_thinking", "num_predict",
-                     "temperature", "max_thinking_tokens", "stop", "x"]), inner, max_size=4), max_leaves=12)
+                     "temperature", "max_thinking_tokens", "stop", "x", "function", "name", "parameters",
+                     "properties", "json_schema", "schema", "arguments", "tool_calls", "tool_call_id", "pattern",
+                     "enum", "maxLength"]), inner, max_size=4), max_leaves=12)
 
 
 def _message(role: str | None = None) -> st.SearchStrategy[dict[str, object]]:
@@ -52,7 +55,7 @@ def bodies(draw: st.DrawFn, path: str, name: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def fuzzed(serve, package):
-    folder = package("nemotron_h", "q8_0")
+    folder = package("qwen3_tools", "q8_0")  # a template that renders tools, so tool fields reach the engine
     return serve(str(folder), "--ctx", "256"), json.loads((folder / "manifest.json").read_text())["name"]
 
 
