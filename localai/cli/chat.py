@@ -21,6 +21,7 @@ COMMANDS = {
     "/think": "reasoning on",
     "/no_think": "reasoning off",
     "/budget N": "cap reasoning at N tokens ('unlimited' to lift the cap)",
+    "/tool TEXT": "TEXT is the result of the model's next pending tool call (--tools)",
     "/reset": "start a new conversation",
     "/save FILE": "write the conversation as JSON",
     "/help": "this list",
@@ -86,8 +87,13 @@ def plain_chat(model_ref: str, settings: dict[str, Any], *, n_ctx: int | None = 
                 continue
             printer = Printer()
             try:
-                for event in conversation.send(line):
+                name, _, result = line.partition(" ")
+                turn = conversation.send_tool_result(result) if name == "/tool" and result else conversation.send(line)
+                for event in turn:
                     printer(event)
+                if waiting := conversation.pending_calls():
+                    print(f"({len(waiting)} tool call(s) wait for a result: /tool TEXT answers "
+                          f"{waiting[0]['function']['name']})")
             except Terminated:
                 raise
             except KeyboardInterrupt:
@@ -130,6 +136,8 @@ def _command(line: str, conversation: object) -> bool:
             print(f"cannot save: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
             return True
         print(f"saved to {arg}")
+    elif name == "/tool" and arg:
+        return False  # a turn: the result is sent
     elif name in ("/help", "/quit") and not arg:
         if name == "/help":
             for command, meaning in COMMANDS.items():

@@ -6,10 +6,14 @@ import argparse
 import json
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
+from localai import structured
 from localai.backends.base import DEVICES
-from localai.events import ContentDelta, Final, Notice, ReasoningDelta
+from localai.errors import LocalAIError
+from localai.events import ContentDelta, Final, Notice, ReasoningDelta, ToolCall
+from localai.jsonfile import read_bounded, read_json
 from localai.options import DEFAULT_MAX_TOKENS, DEFAULT_SAMPLING, given
 
 THREADS_HELP = "CPU threads, fixed (default: every physical core, fewer while other processes keep cores busy)"
@@ -56,6 +60,18 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, help="context size in tokens (default: min(4096, the model's))")
     p.add_argument("--on-overflow", dest="context_policy", choices=("drop_oldest", "error"),
                    help="when the conversation outgrows the context: drop the oldest turns (default) or stop")
+    answer = p.add_mutually_exclusive_group()
+    answer.add_argument("--json-schema", type=Path, metavar="FILE",
+                        help="the answer is JSON valid against this JSON schema (after any thought)")
+    answer.add_argument("--json-object", action="store_true", help="the answer is one JSON object")
+    answer.add_argument("--regex", type=text, metavar="PATTERN", help="the answer matches this regular expression")
+    answer.add_argument("--grammar", type=Path, metavar="FILE",
+                        help="the answer follows this grammar: Lark (llguidance's dialect), or GBNF if FILE ends in "
+                             ".gbnf")
+    p.add_argument("--tools", type=Path, metavar="FILE",
+                   help="tools the model may call: a JSON list of OpenAI function tools (docs/tools.md)")
+    p.add_argument("--tool-choice", metavar="CHOICE",
+                   help="auto (default), none, required, or a tool's name (a call to it is forced)")
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where an ONNX model runs (auto: CUDA if onnxruntime has it, else CPU; tensorrt: onnxruntime's "
@@ -68,7 +84,30 @@ def generation_settings(args: argparse.Namespace) -> dict[str, Any]:
     return given(think=args.think, reasoning_budget=args.reasoning_budget, reasoning_grace=args.reasoning_grace,
                  max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                  min_p=args.min_p, repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop,
-                 context_policy=args.context_policy)
+                 context_policy=args.context_policy, constraint=constraint(args),
+                 tools=read_json(args.tools, "the tools file", max_bytes=MAX_FILE_BYTES) if args.tools else None,
+                 tool_choice=args.tool_choice)
+
+
+MAX_FILE_BYTES = 1 << 20  # a schema, grammar or tool list given on the command line
+
+
+def constraint(args: argparse.Namespace) -> structured.Constraint | None:
+    """The answer's constraint from --json-schema, --json-object, --regex or --grammar, if any."""
+    if args.json_schema:
+        return structured.json_schema(read_json(args.json_schema, "the JSON schema file", max_bytes=MAX_FILE_BYTES))
+    if args.json_object:
+        return structured.json_object()
+    if args.regex is not None:
+        return structured.regex(args.regex)
+    if args.grammar:
+        raw = read_bounded(args.grammar, "the grammar file", max_bytes=MAX_FILE_BYTES)
+        try:
+            source = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LocalAIError(f"the grammar file is not UTF-8 text: {args.grammar}") from None
+        return structured.grammar(source, "gbnf" if args.grammar.suffix == ".gbnf" else "lark")
+    return None
 
 
 
@@ -100,6 +139,12 @@ class Printer:
             self._close_reasoning()
             sys.stdout.write(event.text)
             sys.stdout.flush()
+        elif isinstance(event, ToolCall):
+            self._close_reasoning()
+            if event.valid:
+                print(f"\ntool call: {event.name} {event.arguments}")
+            else:
+                print(f"note: invalid tool call ({event.error}): {event.text}", file=sys.stderr)
         elif isinstance(event, Notice):
             self._close_reasoning()
             print(f"note: {event.text}", file=sys.stderr)

@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header
 
 from localai.conversation import Conversation
 from localai.errors import LocalAIError, describe
-from localai.events import ContentDelta, Final, Notice, ReasoningDelta
+from localai.events import ContentDelta, Final, Notice, ReasoningDelta, ToolCall
 from localai.files import write_text_atomic
 from localai.model import Model
 from localai.options import ChatOptions, turn_settings
@@ -33,6 +33,7 @@ from tui.widgets.prompt import PromptInput
 from tui.widgets.transcript import AssistantMessage, Transcript, UserMessage
 
 PLACEHOLDER = "Ask something · Enter sends · F1: keys"
+TOOL_RESULT = "/tool "  # a message that starts so is the result of the next pending tool call
 FRAME_SECONDS = 1 / 30
 RATE_WINDOW_SECONDS = 0.25
 _DONE = object()  # end of one turn's events
@@ -100,23 +101,34 @@ class ChatScreen(Screen[None]):
         self.busy = True  # before any await: a second Enter or Ctrl+R must not start another turn
         self.query_one(PromptInput).clear()
         self._question = message.text
-        self._user = await self.query_one(Transcript).add_user(message.text)
-        await self._start(message.text)
+        pending = self.conversation.pending_calls()
+        result = message.text.removeprefix(TOOL_RESULT) if message.text.startswith(TOOL_RESULT) and pending else None
+        tool = pending[0]["function"]["name"] if result is not None else None
+        self._user = await self.query_one(Transcript).add_user(result or message.text, tool_result=tool)
+        if result is not None and len(pending) > 1:  # recorded; the model answers once every call has its result
+            list(self.conversation.send_tool_result(result))
+            self._question = self._user = None
+            self.busy = False
+            return
+        await self._start(message.text, tool_result=result)
 
-    async def _start(self, text: str | None) -> None:
-        """Start a turn (self.busy already set): answer `text`, or regenerate the last answer (None)."""
+    async def _start(self, text: str | None, *, tool_result: str | None = None) -> None:
+        """Start a turn (self.busy already set): answer `text`, or regenerate the last answer (None), or send
+        `tool_result` as the result of the next pending tool call."""
         options = self.query_one(ControlPanel).applied(self.conversation.options)  # its fields hold valid values
         self._turn_settings = turn_settings(options)  # for this turn's metrics
         self._cancel = threading.Event()
         self._current = await self.query_one(Transcript).add_assistant()
         self._rate_baseline: int | None = None
         self._window_started = time.perf_counter()
-        self.run_worker(lambda: self._generate(text, options), thread=True, group="generation")
+        self.run_worker(lambda: self._generate(text, options, tool_result), thread=True, group="generation")
 
-    def _generate(self, text: str | None, options: ChatOptions) -> None:
+    def _generate(self, text: str | None, options: ChatOptions, tool_result: str | None) -> None:
         """Worker thread: run the turn, hand every event to the interface."""
         try:
-            if text is None:
+            if tool_result is not None:
+                events = self.conversation.send_tool_result(tool_result, options, cancel=self._cancel)
+            elif text is None:
                 events = self.conversation.regenerate(options, cancel=self._cancel)
             else:
                 events = self.conversation.send(text, options, cancel=self._cancel)
@@ -162,6 +174,8 @@ class ChatScreen(Screen[None]):
     async def _handle(self, event: object) -> None:
         if isinstance(event, Notice):
             self.notify(event.text, title="Note")
+        elif isinstance(event, ToolCall) and self._current is not None:
+            await self._current.add_tool_call(event)
         elif isinstance(event, Final):
             if self._previous_answer is not None:  # regenerated: the new answer replaces it
                 await self._previous_answer.remove()
@@ -281,7 +295,8 @@ class ChatScreen(Screen[None]):
 
 
 def _status(final: Final) -> str:
-    reasons = {"stop": "", "length": " · stopped at the token limit", "cancelled": " · stopped"}
+    reasons = {"stop": "", "length": " · stopped at the token limit", "cancelled": " · stopped",
+               "tool_calls": f" · {TOOL_RESULT}TEXT answers the first call"}
     rate = final.timings.decode_tokens_per_s
     return (f"{final.usage.completion_tokens} tokens"
             f"{f' · {rate:.0f} tok/s' if rate else ''}{reasons.get(final.finish_reason, '')}")

@@ -1,4 +1,5 @@
-"""The conversation: user messages, and assistant messages with a collapsible "Thinking" block.
+"""The conversation: user messages (and tool results), and assistant messages with a collapsible "Thinking"
+block and a collapsible block per tool call.
 
 Streaming must cost the same per token however long the answer grows. Textual's Markdown widget does
 not: every append re-lays out one widget per paragraph, list item and code block, and the whole screen
@@ -11,6 +12,7 @@ reasoning goes to a Log, which draws only the lines in view.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -21,6 +23,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Collapsible, Log, Static
+
+from localai.events import ToolCall
 
 TAIL_CHARS = 1200
 _FENCE = re.compile(r"\s*(```|~~~)")
@@ -62,10 +66,34 @@ def split_point(markdown: str, *, force: bool = False) -> Split:
 class UserMessage(Static):
     DEFAULT_CSS = """
     UserMessage { margin: 1 0 0 8; padding: 0 1; background: $boost; }
+    UserMessage.tool-result { color: $text-muted; }
     """
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False)
+    def __init__(self, text: str, *, tool_result: str | None = None) -> None:
+        """`tool_result`: the name of the tool whose result `text` is."""
+        super().__init__(f"{tool_result} returned: {text}" if tool_result else text, markup=False,
+                         classes="tool-result" if tool_result else "")
+
+
+class ToolCallBlock(Collapsible):
+    """One tool call: the tool's name in the title, its arguments (as indented JSON) inside; an invalid call
+    says why in its title and shows what the model wrote."""
+
+    DEFAULT_CSS = """
+    ToolCallBlock { margin: 0 1; padding: 0; border: none; background: $boost; }
+    ToolCallBlock.invalid CollapsibleTitle { color: $error; }
+    ToolCallBlock .arguments { padding: 0 1; }
+    """
+
+    def __init__(self, call: ToolCall) -> None:
+        title = f"Tool call: {call.name}" if call.valid else f"Invalid tool call: {call.error}"
+        body = Static(_arguments(call) if call.valid else call.text, markup=False, classes="arguments")
+        super().__init__(body, title=title, collapsed=False, classes="" if call.valid else "invalid")
+        self.call = call
+
+
+def _arguments(call: ToolCall) -> str:
+    return json.dumps(call.parsed_arguments(), indent=2, ensure_ascii=False)
 
 
 class FrozenMarkdown(Widget):
@@ -153,6 +181,9 @@ class AssistantMessage(Vertical):
                 await self.mount(FrozenMarkdown(done + cut.close), before=self.tail)
         self.tail.update(Markdown(self._tail))
 
+    async def add_tool_call(self, call: ToolCall) -> None:
+        await self.mount(ToolCallBlock(call), before=self.status)
+
     async def finish(self, reasoning_tokens: int, status: str) -> None:
         if reasoning_tokens:
             self.thinking.title = f"Thinking ({reasoning_tokens} tokens)"
@@ -168,8 +199,8 @@ class Transcript(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def add_user(self, text: str) -> UserMessage:
-        message = UserMessage(text)
+    async def add_user(self, text: str, *, tool_result: str | None = None) -> UserMessage:
+        message = UserMessage(text, tool_result=tool_result)
         await self.mount(message)
         return message
 
