@@ -5,13 +5,21 @@ Run once by a developer, not by tests or CI (PyTorch on CPU, deterministic seed)
 
     .venv/bin/python scripts/train_demo_model.py [--steps 1000] [--out localai/data/demo-model]
 
+The shipped model is that run (stage 1), then a short second stage from its weights that also teaches
+answers in JSON when the question asks for them ("What is 12 + 34? Reply in JSON." -> `{"sum": 46}`),
+so that structured output can be shown and measured on it:
+
+    .venv/bin/python scripts/train_demo_model.py --init localai/data/demo-model --steps 400 --lr 1e-3 \
+        --json-share 0.3 --seed 4321
+
 Training mixes four kinds of example, all from localai.tasks.arithmetic:
 - thinking on: the full trace, then the answer;
 - thinking off: the answer straight away;
 - a thought cut short by the engine (a reasoning budget): a random prefix of the trace, the
   end-of-thinking text the engine appends, then the answer; the loss covers only the answer, so the model
   learns to answer from a partial thought without learning to stop thinking early;
-- both switches in the system prompt or in the user message.
+- both switches in the system prompt or in the user message;
+and, with --json-share, that share of questions asks for JSON and is answered `{"sum": N}`.
 It then evaluates the trained model with transformers on held-out problems and writes the checkpoint,
 tokenizer, chat template, generation defaults and scores.
 """
@@ -47,6 +55,7 @@ MIX = {"think": 0.55, "no_think": 0.25, "cut": 0.20}
 EARLIER_TURNS = {0: 0.3, 1: 0.2, 2: 0.2, 3: 0.15, 4: 0.15}  # questions already answered in the conversation
 END_OF_THINKING = "\n</think>\n\n"
 SWITCHES = ("/think", "/no_think")
+JSON_REQUEST = " Reply in JSON."  # appended to a question that wants `{"sum": N}`
 
 
 def history(problems: list[arithmetic.Problem], rng: random.Random, switches: bool) -> list[dict[str, str]]:
@@ -62,28 +71,36 @@ def history(problems: list[arithmetic.Problem], rng: random.Random, switches: bo
 
 
 def prompt_text(problem: arithmetic.Problem, think: bool, rng: random.Random,
-                earlier: list[arithmetic.Problem] = ()) -> str:
+                earlier: list[arithmetic.Problem] = (), *, json_answer: bool = False) -> str:
     """The rendered conversation up to the model's turn; the last switch decides the mode (as in the
     template), so it sits in the system prompt only when no earlier question carries one."""
     switch = SWITCHES[0] if think else SWITCHES[1]
     in_system = rng.random() < 0.5
     messages = [{"role": "system", "content": switch}] if in_system else []
     messages += history(list(earlier), rng, switches=not in_system)
-    messages.append({"role": "user", "content": problem.question if in_system else f"{problem.question} {switch}"})
+    question = problem.question + (JSON_REQUEST if json_answer else "")
+    messages.append({"role": "user", "content": question if in_system else f"{question} {switch}"})
     text = render(CHAT_TEMPLATE, messages, bos_token="<s>")
     assert text.endswith("<think>\n" if think else "<think></think>")
     return text
 
 
-def example(rng: random.Random, tok) -> tuple[list[int], list[int]]:
+def json_reply(problem: arithmetic.Problem) -> str:
+    return json.dumps({"sum": problem.a + problem.b})
+
+
+def example(rng: random.Random, tok, json_share: float = 0.0) -> tuple[list[int], list[int]]:
     """(input ids, labels) for one training example; -100 marks tokens without loss (the loss covers the
     last answer only: earlier turns are context)."""
     earlier = [arithmetic.random_problem(rng)
                for _ in range(rng.choices(list(EARLIER_TURNS), weights=list(EARLIER_TURNS.values()))[0])]
     problem = arithmetic.random_problem(rng)
     kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
-    prompt = tok.encode(prompt_text(problem, kind != "no_think", rng, earlier), add_special_tokens=False).ids
-    answer = tok.encode(problem.answer + "<|end|>", add_special_tokens=False).ids
+    in_json = json_share > 0 and rng.random() < json_share
+    prompt = tok.encode(prompt_text(problem, kind != "no_think", rng, earlier, json_answer=in_json),
+                        add_special_tokens=False).ids
+    reply = json_reply(problem) if in_json else problem.answer
+    answer = tok.encode(reply + "<|end|>", add_special_tokens=False).ids
     if kind == "think":
         given, learned = [], tok.encode(problem.thought + END_OF_THINKING, add_special_tokens=False).ids + answer
     elif kind == "no_think":
@@ -96,7 +113,7 @@ def example(rng: random.Random, tok) -> tuple[list[int], list[int]]:
     return ids, [-100] * (len(prompt) + len(given)) + learned
 
 
-def batches(rng: random.Random, tok, size: int, pad: int, pool: int = 8,
+def batches(rng: random.Random, tok, size: int, pad: int, pool: int = 8, json_share: float = 0.0,
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
     """Batches of `size` examples, drawn `pool` batches at a time and grouped by length, so that little
     time goes into padding (conversation lengths vary fourfold), each with the weight that keeps every
@@ -104,7 +121,7 @@ def batches(rng: random.Random, tok, size: int, pad: int, pool: int = 8,
     no-thinking examples (a few learned tokens each) together, and without the weight those batches
     would count as much as batches of whole traces."""
     while True:
-        examples = sorted((example(rng, tok) for _ in range(size * pool)), key=lambda e: len(e[0]))
+        examples = sorted((example(rng, tok, json_share) for _ in range(size * pool)), key=lambda e: len(e[0]))
         groups = [examples[i : i + size] for i in range(0, len(examples), size)]
         learned = [sum(y != -100 for _, labels in group for y in labels) for group in groups]
         mean = sum(learned) / pool
@@ -143,11 +160,14 @@ def answer(model, tok, prompt: str) -> tuple[str, str]:
     return thought, reply.replace("<|end|>", "").strip()
 
 
-def accuracy(model, tok, problems: list[arithmetic.Problem], think: bool) -> float:
-    """Single questions, each in a new conversation."""
+def accuracy(model, tok, problems: list[arithmetic.Problem], think: bool, json_answer: bool = False) -> float:
+    """Single questions, each in a new conversation (asking for JSON: right only as the exact JSON reply)."""
     rng = random.Random(0)
-    return sum(arithmetic.is_correct(answer(model, tok, prompt_text(p, think, rng))[1], p) for p in problems) / len(
-        problems)
+    right = 0
+    for p in problems:
+        reply = answer(model, tok, prompt_text(p, think, rng, json_answer=json_answer))[1]
+        right += reply == json_reply(p) if json_answer else arithmetic.is_correct(reply, p)
+    return right / len(problems)
 
 
 def conversation_accuracy(model, tok, conversations: list[list[arithmetic.Problem]]) -> list[float]:
@@ -172,16 +192,25 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval", type=int, default=100, help="held-out problems per mode, and conversations")
     parser.add_argument("--out", type=Path, default=Path("localai/data/demo-model"))
+    parser.add_argument("--init", type=Path, help="start from this checkpoint and its tokenizer (a second stage)")
+    parser.add_argument("--json-share", type=float, default=0.0, help="share of questions that ask for JSON")
+    parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
     started = time.perf_counter()
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     torch.set_num_threads(2)
-    rng = random.Random(SEED)
+    rng = random.Random(args.seed)
 
-    tok = train_tokenizer(160, individual_digits=True, corpus=tokenizer_corpus(rng))
-    config = transformers.NemotronHConfig(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
-                                          eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **CONFIG)
-    model = transformers.NemotronHForCausalLM(config)
+    if args.init:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(args.init / "tokenizer.json"))
+        model = transformers.NemotronHForCausalLM.from_pretrained(args.init, dtype=torch.float32)
+    else:
+        tok = train_tokenizer(160, individual_digits=True, corpus=tokenizer_corpus(rng))
+        config = transformers.NemotronHConfig(vocab_size=tok.get_vocab_size(), bos_token_id=tok.token_to_id("<s>"),
+                                              eos_token_id=tok.token_to_id("<|end|>"), pad_token_id=0, **CONFIG)
+        model = transformers.NemotronHForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
     print(f"{params / 1e6:.2f}M parameters, vocabulary {tok.get_vocab_size()}", flush=True)
     train(model, tok, rng, args, started)
@@ -190,12 +219,16 @@ def main() -> None:
     held_out = arithmetic.problems(args.eval)
     scores = {"thinking": accuracy(model, tok, held_out, True), "no_thinking": accuracy(model, tok, held_out, False),
               "later_questions_thinking": conversation_accuracy(model, tok, arithmetic.conversations(args.eval))}
+    if args.json_share:
+        scores["json_thinking"] = accuracy(model, tok, held_out, True, json_answer=True)
     minutes = (time.perf_counter() - started) / 60
     print(f"held-out accuracy over {args.eval}: {scores}; {minutes:.1f} min in all", flush=True)
-    write(args.out, model, tok, {
-        "seed": SEED, "steps": args.steps, "batch": args.batch, "lr": args.lr, "parameters": params,
-        "minutes": round(minutes, 1), "held_out_problems": args.eval, "held_out_accuracy": scores,
-        "torch": torch.__version__, "transformers": transformers.__version__})
+    record = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "json_share": args.json_share,
+              "parameters": params, "minutes": round(minutes, 1), "held_out_problems": args.eval,
+              "held_out_accuracy": scores, "torch": torch.__version__, "transformers": transformers.__version__}
+    if args.init:  # the stage this one started from
+        record["init"] = json.loads((args.init / "training.json").read_text())
+    write(args.out, model, tok, record)
 
 
 def train(model, tok, rng: random.Random, args: argparse.Namespace, started: float) -> None:
@@ -209,8 +242,8 @@ def train(model, tok, rng: random.Random, args: argparse.Namespace, started: flo
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
-    for step, (ids, labels, mask, weight) in zip(range(args.steps), batches(rng, tok, args.batch, pad=0),
-                                                 strict=False):
+    examples = batches(rng, tok, args.batch, pad=0, json_share=args.json_share)
+    for step, (ids, labels, mask, weight) in zip(range(args.steps), examples, strict=False):
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
 from tokenizers import Tokenizer
 
 import localai
+from localai import schemas
 from localai.cli.demo import checkpoint
 from localai.prompt import render
 from localai.tasks import arithmetic
@@ -87,3 +90,23 @@ def test_short_operands_are_in_the_task(packages):
     result = score(model, arithmetic, problems, greedy(model, think=True, max_tokens=400))
     model.close()
     assert result.correct == len(problems)
+
+
+def test_answers_constrained_to_json_are_valid_and_as_right_as_free_ones(packages):
+    """`{"sum": integer}` on 100 held-out problems: every constrained answer is valid JSON for the schema, and
+    right as often as the free answer (within 2 points), asked for JSON or not (the thought stays free)."""
+    schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"],
+              "additionalProperties": False}
+    model = localai.load(packages["q8_0"])
+    settings = {"temperature": 0, "think": True, "max_tokens": 400}
+    free, right = 0, {"asked for JSON": 0, "bare question": 0}
+    for problem in arithmetic.problems(100):
+        free += arithmetic.is_correct(model.chat([{"role": "user", "content": problem.question}],
+                                                 **settings).content, problem)
+        for way, question in zip(right, (problem.question + " Reply in JSON.", problem.question), strict=True):
+            final = model.chat([{"role": "user", "content": question}], constraint=schema, **settings)
+            answer = json.loads(final.content)
+            assert final.finish_reason == "stop" and schemas.problem(answer, schema) is None, final.content
+            right[way] += answer["sum"] == problem.a + problem.b
+    model.close()
+    assert free >= 90 and all(abs(count - free) <= 2 for count in right.values()), (free, right)
