@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import localai
+from localai.quality import kl_divergence
 from tests import zoo
 
 MODELS = ["nemotron_h", "nemotron_h_legacy", "llama", "mistral", "qwen3", "qwen2", "nemotron3_moe", "nemotron3_latent",
@@ -54,24 +55,29 @@ def test_incremental_logits_match_transformers(name, quant, package, checkpoint,
 
 
 NEAR_TIE = 1e-3  # a router gap float16 noise can close
-# f16 mean KL over all positions, near ties included: regression bounds with head-room over what was
-# measured (docs/gguf-conversion.md); the 52-layer, 128-expert layout flips many near-tied choices
+# f16 KL per position without a near tie (over all positions on the 52-layer, 128-expert layout, which has
+# hardly any other): regression bounds with head-room over what was measured (docs/gguf-conversion.md)
 MOE_F16_KL_BOUND = {"nemotron3_moe": 1e-5, "nemotron3_latent": 1e-4, "nemotron3_mtp": 1e-5, "nemotron3_nano": 1e-2}
 
 
 @pytest.mark.parametrize("name", [*zoo.MOE_MODELS])
 def test_moe_f16_matches_transformers_where_routing_has_no_near_tie(name, package, checkpoint, reference):
     """f16 activations move router scores by ~1e-4, enough to flip an expert choice whose gap is smaller: a
-    flipped token is another computation, not an error. Positions whose routing has no gap below NEAR_TIE in
-    any layer (measured on transformers) must match within the f16 tolerance; all positions bound the KL."""
+    flipped token is another computation, not an error, and whether a given near tie flips depends on the
+    CPU's f16 arithmetic (nemotron3_mtp's one position with a 7.6e-5 gap flips with AVX-512, not with AVX2).
+    Positions whose routing has no gap below NEAR_TIE in any layer (measured on transformers) must match
+    within the f16 tolerance and the KL bound (on the 52-layer layout, the mean KL over all positions)."""
     model, tokens, expected = _model_tokens_and_reference(name, "f16", package, checkpoint, reference)
     got = model.backend.logits(tokens)
     model.close()
     clear = zoo.routing_margins(reference(checkpoint(name)), tokens) >= NEAR_TIE
-    if name != "nemotron3_nano":  # 23 layers of 128 experts: hardly a position without a near tie
+    kl = kl_divergence(expected, got)
+    if name == "nemotron3_nano":  # 23 layers of 128 experts: hardly a position without a near tie
+        assert kl.mean() <= MOE_F16_KL_BOUND[name]
+    else:
         assert clear.mean() >= 0.9
         assert np.abs(got - expected)[clear].max() <= TOLERANCE["f16"]
-    assert zoo.mean_kl(expected, got) <= MOE_F16_KL_BOUND[name]
+        assert kl[clear].max() <= MOE_F16_KL_BOUND[name]
 
 
 # Bounds measured on these checkpoints (see docs/gguf-conversion.md), with head-room; random weights
