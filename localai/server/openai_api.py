@@ -28,6 +28,7 @@ from localai.events import ContentDelta, Event, Final, ReasoningDelta, ToolCall
 from localai.options import given
 from localai.server.fields import MAX_INT, ApiError, Loose, constraint_of, error_body, one_budget, parse, text_of
 from localai.server.service import Service, created_at
+from localai.units import shown
 
 router = APIRouter(prefix="/v1")
 EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -127,7 +128,7 @@ class ChatRequest(Sampling):
                                "response_format.json_schema.schema")
             return constraint_of("json_schema", spec["schema"], "response_format.json_schema.schema")
         if kind not in ("text", "json_object"):
-            raise ApiError(400, f"response_format.type must be text, json_object or json_schema, got {kind!r}"[:200],
+            raise ApiError(400, f"response_format.type must be text, json_object or json_schema, got {shown(kind)}",
                            "response_format.type")
         return constraint_of("json_object", None, "response_format") if kind == "json_object" else None
 
@@ -225,9 +226,13 @@ def _finish(final: Final) -> str:
     return final.finish_reason if final.finish_reason in ("length", "tool_calls") else "stop"
 
 
-def _call(index: int, call: ToolCall) -> dict[str, Any]:
-    return {"index": index, "id": call.id, "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments}}
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _invalid(call: ToolCall) -> dict[str, Any]:
+    """What an invalid call is and why (localai's extension)."""
+    return {"id": call.id, "name": call.name, "arguments": call.arguments, "error": call.error}
 
 
 def _message(final: Final) -> dict[str, Any]:
@@ -239,10 +244,9 @@ def _message(final: Final) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content or (None if valid else ""),
                                "reasoning_content": final.reasoning or None}
     if valid:
-        message["tool_calls"] = [{k: v for k, v in _call(i, c).items() if k != "index"} for i, c in enumerate(valid)]
+        message["tool_calls"] = [_call(c) for c in valid]
     if invalid:
-        message["invalid_tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments, "error": c.error}
-                                         for c in invalid]
+        message["invalid_tool_calls"] = [_invalid(c) for c in invalid]
     return message
 
 
@@ -293,10 +297,9 @@ def _chat_deltas(event: Event, calls: int) -> Iterator[tuple[dict[str, Any], str
     elif isinstance(event, ContentDelta):
         yield {"content": event.text}, None
     elif isinstance(event, ToolCall) and event.valid:
-        yield {"tool_calls": [_call(calls, event)]}, None
+        yield {"tool_calls": [{"index": calls, **_call(event)}]}, None
     elif isinstance(event, ToolCall):
-        yield {"content": event.text, "invalid_tool_calls": [{"id": event.id, "name": event.name,
-                                                             "arguments": event.arguments, "error": event.error}]}, None
+        yield {"content": event.text, "invalid_tool_calls": [_invalid(event)]}, None
     elif isinstance(event, Final):
         yield {}, _finish(event)
 

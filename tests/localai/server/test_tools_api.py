@@ -166,3 +166,26 @@ def test_ollama_tool_calls_with_localai_tool_choice(server, name, stream):
     assert calls and all(call.function.name == "get_weather" for call in calls)
     assert all(_arguments_valid("get_weather", dict(call.function.arguments)) for call in calls)
     assert chunks[-1].done and chunks[-1].done_reason == "stop"
+
+
+def test_an_invalid_call_stays_text_and_says_why(client, name):
+    """`uniqueItems` is left to validation (the grammar cannot enforce it): a call with the same item twice
+    is reported invalid, its text in `content`, never in `tool_calls`."""
+    pick = [{"type": "function", "function": {"name": "pick", "parameters": {"type": "object", "properties": {
+        "two": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 2, "maxItems": 2, "uniqueItems": True}},
+        "required": ["two"]}}}]
+    seen = {"valid": 0, "invalid": 0}
+    for seed in range(12):
+        message = client.chat.completions.create(model=name, messages=QUESTION, tools=pick, tool_choice="required",
+                                                 parallel_tool_calls=False, temperature=1.0, seed=seed,
+                                                 max_tokens=100, extra_body=NO_THINK).choices[0].message
+        invalid = (message.model_extra or {}).get("invalid_tool_calls")
+        if invalid:
+            [call] = invalid
+            assert not message.tool_calls and "non-unique" in call["error"] and call["name"] == "pick"
+            assert "<tool_call>" in message.content and call["arguments"] in message.content
+            seen["invalid"] += 1
+        else:
+            assert len(set(json.loads(message.tool_calls[0].function.arguments)["two"])) == 2
+            seen["valid"] += 1
+    assert seen["valid"] and seen["invalid"]
