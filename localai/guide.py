@@ -159,8 +159,9 @@ class LazyGuide:
     finished = False
 
     def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str, triggers: Sequence[str]) -> None:
+        if problem := grammar_problem(grammar):  # refused now, not at the first call
+            raise GuideError(f"the tool-call grammar failed: {problem}")
         self._tokenizer, self._grammar, self._triggers = tokenizer, grammar, tuple(triggers)
-        Guide(tokenizer, grammar)  # refuse a bad grammar now, not at the first call
         self._guide: Guide | None = None
         self._tail = ""
 

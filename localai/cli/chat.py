@@ -55,9 +55,10 @@ def _run_app(args: argparse.Namespace) -> int:
     from localai.options import ChatOptions
     from tui.app import ChatApp
 
-    ChatOptions().changed(**generation_settings(args))  # bad settings: one line now, not an error inside the app
+    settings = generation_settings(args)  # read once: schema, grammar and tools files among them
+    ChatOptions().changed(**settings)  # bad settings: one line now, not an error inside the app
     app = ChatApp(args.model, load_options={"n_ctx": args.ctx, "n_threads": args.threads, "device": args.device},
-                  settings=generation_settings(args), save_dir=args.save_dir or store.home() / "chats",
+                  settings=settings, save_dir=args.save_dir or store.home() / "chats",
                   system=args.system)
     app.run()
     return 0
