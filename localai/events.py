@@ -48,6 +48,10 @@ class ToolCall:
     def valid(self) -> bool:
         return self.error is None
 
+    def openai(self) -> dict[str, Any]:
+        """The call as OpenAI writes one in an assistant message (arguments as JSON text)."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
     def parsed_arguments(self) -> dict[str, Any]:
         """The arguments as a dict (a valid call's are a JSON object)."""
         value = json.loads(self.arguments) if self.arguments else {}
@@ -95,8 +99,7 @@ class Final:
         """The answer as the assistant message that continues the conversation (OpenAI's shape): its content
         and its valid calls, each with its id for the tool results to name."""
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                 for c in self.tool_calls if c.valid]
+        calls = [call.openai() for call in self.tool_calls if call.valid]
         if calls:
             message["tool_calls"] = calls
         return message

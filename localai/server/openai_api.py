@@ -226,10 +226,6 @@ def _finish(final: Final) -> str:
     return final.finish_reason if final.finish_reason in ("length", "tool_calls") else "stop"
 
 
-def _call(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-
-
 def _invalid(call: ToolCall) -> dict[str, Any]:
     """What an invalid call is and why (localai's extension)."""
     return {"id": call.id, "name": call.name, "arguments": call.arguments, "error": call.error}
@@ -244,7 +240,7 @@ def _message(final: Final) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content or (None if valid else ""),
                                "reasoning_content": final.reasoning or None}
     if valid:
-        message["tool_calls"] = [_call(c) for c in valid]
+        message["tool_calls"] = [c.openai() for c in valid]
     if invalid:
         message["invalid_tool_calls"] = [_invalid(c) for c in invalid]
     return message
@@ -297,7 +293,7 @@ def _chat_deltas(event: Event, calls: int) -> Iterator[tuple[dict[str, Any], str
     elif isinstance(event, ContentDelta):
         yield {"content": event.text}, None
     elif isinstance(event, ToolCall) and event.valid:
-        yield {"tool_calls": [{"index": calls, **_call(event)}]}, None
+        yield {"tool_calls": [{"index": calls, **event.openai()}]}, None
     elif isinstance(event, ToolCall):
         yield {"content": event.text, "invalid_tool_calls": [_invalid(event)]}, None
     elif isinstance(event, Final):
